@@ -1,0 +1,1 @@
+//! Compliance: insights evaluated over stored resources. (Being written.)

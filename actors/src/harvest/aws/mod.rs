@@ -1,0 +1,4 @@
+//! The AWS harvester. (Being written.)
+
+pub mod transport;
+pub mod xml;

@@ -1,0 +1,1 @@
+//! The AWS transport: signing, credentials and dispatch. (Being written.)

@@ -1,0 +1,1 @@
+//! AWS XML responses as JSON. (Being written.)

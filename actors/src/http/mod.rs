@@ -1,0 +1,1 @@
+//! The interface server: REST API v2. (Being written.)

@@ -1,0 +1,1 @@
+//! Outbound proxy rules from `http_proxy`, `https_proxy` and `no_proxy`. (Being written.)

@@ -1,0 +1,1 @@
+//! The scheduler and workers. (Being written.)

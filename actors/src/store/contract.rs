@@ -1,0 +1,1 @@
+//! Contract tests every store must pass. (Being written.)

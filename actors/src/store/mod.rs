@@ -1,0 +1,150 @@
+//! The store port: where clouds, resources and findings live.
+//!
+//! Owns: the [`Store`] trait every storage backend implements, its query and error types,
+//! and [`open`], which picks the backend a `store.url` names. The embedded backend is
+//! SQLite ([`sqlite`]); the cluster's MySQL backend implements the same trait and must pass
+//! the same contract suite ([`contract`]).
+//!
+//! Must never: hold a resource set in memory that grows with the estate. Scans are keyset
+//! pages; harvest writes arrive in batches.
+
+pub mod sqlite;
+
+#[cfg(test)]
+pub mod contract;
+
+use async_trait::async_trait;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use palisade_proto::{
+    CloudAccount, CloudId, Finding, FindingState, InsightId, Resource, ResourceType, ResourceUid,
+    Timestamp,
+};
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store url {0:?} is not supported")]
+    UnsupportedUrl(String),
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("store query failed: {0}")]
+    Query(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("store schema version {found} is newer than this build knows ({known})")]
+    UnknownSchema { found: i64, known: i64 },
+}
+
+/// One page of a listing, with the total number of matches.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Page<T> {
+    pub total: u64,
+    pub items: Vec<T>,
+}
+
+/// Filters for listing resources. Deleted resources are left out unless asked for.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ResourceQuery {
+    pub cloud: Option<CloudId>,
+    pub rtype: Option<ResourceType>,
+    pub region: Option<String>,
+    /// `KEY` (the tag is present) or `KEY=VALUE`.
+    pub tag: Option<String>,
+    pub include_deleted: bool,
+    pub limit: u32,
+    pub offset: u64,
+}
+
+/// Filters for listing findings.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FindingQuery {
+    pub insight: Option<InsightId>,
+    pub resource_uid: Option<ResourceUid>,
+    pub cloud: Option<CloudId>,
+    pub state: Option<FindingState>,
+    pub limit: u32,
+    pub offset: u64,
+}
+
+/// Which live resources a scan walks: one cloud or all, some types or all.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ScanQuery {
+    pub cloud: Option<CloudId>,
+    /// Empty means every type.
+    pub types: Vec<ResourceType>,
+}
+
+/// The resources a finished harvest of one (cloud, type, region) no longer saw.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeletionSweep {
+    pub cloud: CloudId,
+    pub rtype: ResourceType,
+    /// Only this region; none for a type harvested once per account.
+    pub region: Option<String>,
+    /// Resources last seen before this instant are marked deleted.
+    pub seen_before: Timestamp,
+    pub now: Timestamp,
+}
+
+/// Storage for everything Palisade keeps. Implementations are cheap to share (`Arc`).
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Add or replace a cloud account.
+    async fn put_cloud(&self, cloud: &CloudAccount) -> Result<(), StoreError>;
+    async fn get_cloud(&self, id: &CloudId) -> Result<Option<CloudAccount>, StoreError>;
+    async fn list_clouds(&self) -> Result<Vec<CloudAccount>, StoreError>;
+    /// Remove a cloud with its resources and findings; false when it did not exist.
+    async fn delete_cloud(&self, id: &CloudId) -> Result<bool, StoreError>;
+
+    /// Insert or refresh resources in one transaction. An existing resource keeps its
+    /// `first_seen`, takes every other field from the batch and is no longer deleted.
+    async fn upsert_resources(&self, batch: Vec<Resource>) -> Result<(), StoreError>;
+    /// Mark deleted the live resources a harvest no longer saw; returns how many.
+    async fn mark_deleted(&self, sweep: &DeletionSweep) -> Result<u64, StoreError>;
+    async fn list_resources(&self, query: &ResourceQuery) -> Result<Page<Resource>, StoreError>;
+    /// One resource by Palisade uid, or else by the cloud's own id when that is unambiguous.
+    async fn get_resource(&self, key: &str) -> Result<Option<Resource>, StoreError>;
+    /// Live resources ordered by uid, after `after`, at most `limit`: a keyset page.
+    async fn scan_resources(
+        &self,
+        query: &ScanQuery,
+        after: Option<&ResourceUid>,
+        limit: usize,
+    ) -> Result<Vec<Resource>, StoreError>;
+    /// Live resources per type.
+    async fn count_resources_by_type(
+        &self,
+        cloud: Option<&CloudId>,
+    ) -> Result<BTreeMap<ResourceType, u64>, StoreError>;
+
+    /// Record findings that hold now, in one transaction: new ones open with
+    /// `first_seen`; known ones get `last_seen` and are (re)opened.
+    async fn upsert_findings(&self, batch: Vec<Finding>) -> Result<(), StoreError>;
+    /// Resolve open findings (of one cloud, or all) not seen since `seen_before`.
+    async fn resolve_findings(
+        &self,
+        cloud: Option<&CloudId>,
+        seen_before: Timestamp,
+        now: Timestamp,
+    ) -> Result<u64, StoreError>;
+    async fn list_findings(&self, query: &FindingQuery) -> Result<Page<Finding>, StoreError>;
+    /// Open findings per insight.
+    async fn count_open_findings(&self) -> Result<BTreeMap<InsightId, u64>, StoreError>;
+
+    /// Cheap liveness check for `/readyz`.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// A shared store handle.
+pub type SharedStore = Arc<dyn Store>;
+
+/// Open the store a `store.url` names, running migrations.
+pub async fn open(url: &str) -> Result<SharedStore, StoreError> {
+    if url.starts_with("sqlite:") {
+        sqlite::open(url).await
+    } else {
+        Err(StoreError::UnsupportedUrl(url.to_string()))
+    }
+}

@@ -1,0 +1,85 @@
+//! Findings: an insight's verdict on one resource, with its history.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use crate::{CloudId, ResourceType, ResourceUid, Timestamp};
+
+/// Identifier of an insight (`aws-s3-public-acl`).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct InsightId(pub String);
+
+impl InsightId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for InsightId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for InsightId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "InsightId({})", self.0)
+    }
+}
+
+/// How much an insight's finding matters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+/// Whether a finding still holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FindingState {
+    Open,
+    Resolved,
+}
+
+impl FindingState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingState::Open => "open",
+            FindingState::Resolved => "resolved",
+        }
+    }
+}
+
+/// One insight's verdict on one resource.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    pub insight: InsightId,
+    /// Palisade's key of the resource.
+    pub resource_uid: ResourceUid,
+    /// The cloud's own id of the resource.
+    pub resource: String,
+    pub resource_type: ResourceType,
+    pub region: String,
+    pub cloud: CloudId,
+    pub state: FindingState,
+    pub first_seen: Timestamp,
+    pub last_seen: Timestamp,
+    #[serde(default)]
+    pub resolved_at: Option<Timestamp>,
+}
