@@ -212,7 +212,7 @@ mod tests {
         assert_eq!(c.kind(), "keys");
         let bad = serde_json::from_str::<Credentials>(r#"{"kind":"keys","access_key_id":"a"}"#);
         assert!(bad.is_err());
-        let unknown = serde_json::from_str::<Credentials>(r#"{"kind":"default","x":1}"#);
+        let unknown = serde_json::from_str::<Credentials>(r#"{"kind":"keys","access_key_id":"a","secret_access_key":"b","x":1}"#);
         assert!(unknown.is_err());
     }
 }
