@@ -1,1 +1,248 @@
-//! Integration tests
+//! Integration tests: the real `palisade` binary against a real moto server, seeded with an
+//! estate through boto3 (`integration/estate.py`). One test binary; each test starts the
+//! services it needs (its own moto, its own daemon) and fails loudly when it cannot.
+
+mod support;
+
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use support::daemon::Daemon;
+use support::moto::{Expected, Moto};
+use support::proxy::{ForwardProxy, ThrottlingShim};
+use support::{aws_env, palisade_command};
+
+const REGIONS: [&str; 2] = ["us-east-1", "eu-west-1"];
+
+fn nonzero(m: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    m.iter().filter(|(_, v)| **v > 0).map(|(k, v)| (k.clone(), *v)).collect()
+}
+
+fn tally<'a>(values: impl Iterator<Item = &'a Value>, key: &str) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for v in values {
+        let k = v[key].as_str().unwrap_or("<missing>").to_string();
+        *out.entry(k).or_insert(0) += 1;
+    }
+    out
+}
+
+/// Run `palisade scan` over both regions with `env`; returns (exit code, stdout JSON, stderr).
+fn scan(env: &[(String, String)]) -> (Option<i32>, Value, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cmd = palisade_command();
+    cmd.current_dir(dir.path()).args(["scan", "--provider", "aws", "--format", "json"]);
+    for r in REGIONS {
+        cmd.args(["--region", r]);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run palisade scan");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let doc = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (out.status.code(), doc, stderr)
+}
+
+fn assert_scan_matches(doc: &Value, expected: &Expected, stderr: &str) {
+    let resources = doc["resources"].as_array().unwrap_or_else(|| panic!("no resources: {stderr}"));
+    let findings = doc["findings"].as_array().unwrap_or_else(|| panic!("no findings: {stderr}"));
+    assert_eq!(tally(resources.iter(), "type"), nonzero(&expected.types), "resources per type");
+    assert_eq!(tally(findings.iter(), "insight"), nonzero(&expected.insights), "findings per insight");
+    let ids: std::collections::BTreeSet<&str> =
+        resources.iter().filter_map(|r| r["id"].as_str()).collect();
+    for f in findings {
+        let id = f["resource"].as_str().unwrap_or_default();
+        assert!(ids.contains(id), "finding on an unknown resource: {f}");
+    }
+    for r in resources {
+        assert!(r["region"].is_string() && r["id"].is_string(), "resource shape: {r}");
+    }
+}
+
+#[test]
+fn scan_finds_exact_resources_and_findings() {
+    let moto = Moto::start();
+    let expected = moto.seed(&REGIONS, &[]);
+    let (code, doc, stderr) = scan(&aws_env(&moto.endpoint()));
+    assert_eq!(code, Some(3), "open findings exit 3: {stderr}");
+    assert_scan_matches(&doc, &expected, &stderr);
+}
+
+#[test]
+fn scan_backs_off_and_completes_when_the_api_throttles() {
+    let moto = Moto::start();
+    let expected = moto.seed(&REGIONS, &[]);
+    let shim = ThrottlingShim::start(moto.port, 4);
+    let endpoint = format!("http://127.0.0.1:{}", shim.port);
+    let mut env = aws_env(&endpoint);
+    env.push(("PALISADE__AWS__BACKOFF_BASE_MS".into(), "5".into()));
+    env.push(("PALISADE__AWS__BACKOFF_CAP_MS".into(), "50".into()));
+    let (code, doc, stderr) = scan(&env);
+    assert_eq!(code, Some(3), "{stderr}");
+    assert_scan_matches(&doc, &expected, &stderr);
+    let throttled = shim.throttled.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(throttled >= 5, "the shim throttled only {throttled} requests");
+}
+
+#[test]
+fn every_aws_call_goes_through_the_proxy_unless_no_proxy_says_otherwise() {
+    let moto = Moto::start();
+    let proxy = ForwardProxy::start();
+    let secret = "pr0xy-s3cret-pw";
+    let mut env = aws_env(&moto.endpoint());
+    env.push(("http_proxy".into(), format!("http://alice:{secret}@127.0.0.1:{}", proxy.port)));
+    env.push(("RUST_LOG".into(), "debug".into()));
+    let (code, doc, stderr) = scan(&env);
+    assert!(matches!(code, Some(0 | 3)), "scan through the proxy: {stderr}");
+    assert!(doc["resources"].as_array().is_some_and(|r| !r.is_empty()), "{stderr}");
+    let seen = proxy.seen();
+    assert!(seen.len() >= 10, "proxy saw {} requests", seen.len());
+    let port = format!("127.0.0.1:{}", moto.port);
+    assert!(seen.iter().all(|s| s.method != "CONNECT" && s.target.contains(&port)), "{seen:?}");
+    assert!(
+        seen.iter().all(|s| s.proxy_authorization.as_deref().is_some_and(|a| a.starts_with("Basic "))),
+        "every proxied request carries Proxy-Authorization: {seen:?}"
+    );
+    assert!(!stderr.contains(secret), "the proxy password reached the logs");
+
+    let before = proxy.seen().len();
+    env.push(("no_proxy".into(), "localhost,127.0.0.1".into()));
+    let (code, _, stderr) = scan(&env);
+    assert!(matches!(code, Some(0 | 3)), "scan bypassing the proxy: {stderr}");
+    assert_eq!(proxy.seen().len(), before, "no_proxy must bypass the proxy");
+}
+
+#[test]
+fn daemon_harvests_evaluates_and_serves_exact_counts() {
+    let moto = Moto::start();
+    let expected = moto.seed(&REGIONS, &[]);
+    let mut daemon = Daemon::start(&aws_env(&moto.endpoint()));
+
+    let body = json!({"provider": "aws", "name": "moto", "regions": REGIONS,
+                      "credentials": {"kind": "keys", "access_key_id": "testing",
+                                      "secret_access_key": "testing-secret-value"}});
+    let (status, cloud) = daemon.request("POST", "/v2/clouds", Some(&body.to_string()));
+    assert_eq!(status, 201, "{cloud}");
+    assert!(!cloud.to_string().contains("testing-secret-value"));
+    let id = cloud["id"].as_str().expect("cloud id").to_string();
+
+    let (status, job) = daemon.request("POST", &format!("/v2/clouds/{id}/harvest"), None);
+    assert_eq!(status, 202, "{job}");
+    let job_id = job["job_id"].as_str().expect("job id").to_string();
+    let done = daemon.wait_job(&job_id, Duration::from_secs(240));
+    assert_eq!(done["state"], "done", "{done}");
+    daemon.wait_idle(Duration::from_secs(120));
+
+    for (rtype, n) in &expected.types {
+        let page = daemon.get(&format!("/v2/resources?type={rtype}&limit=1"));
+        assert_eq!(page["total"].as_u64(), Some(*n), "{rtype}: {page}");
+    }
+    let insights = daemon.get("/v2/insights");
+    let mut open = BTreeMap::new();
+    for i in insights["items"].as_array().expect("insight items") {
+        let n = i["open_findings"].as_u64().unwrap_or(0);
+        open.insert(i["id"].as_str().unwrap_or_default().to_string(), n);
+    }
+    assert_eq!(nonzero(&open), nonzero(&expected.insights), "open findings per insight");
+    for (insight, n) in nonzero(&expected.insights) {
+        let page = daemon.get(&format!("/v2/insights/{insight}/findings?limit=1000"));
+        assert_eq!(page["total"].as_u64(), Some(n), "{insight}");
+        let first = &page["items"][0];
+        let res = daemon.get(&format!("/v2/resources/{}", first["resource_uid"].as_str().unwrap_or_default()));
+        assert!(
+            res["findings"].as_array().is_some_and(|f| f.iter().any(|x| x["insight"] == insight.as_str())),
+            "resource carries its finding: {res}"
+        );
+    }
+
+    // Malformed input: a 4xx with a JSON error body, never a crash.
+    for (method, path, body) in [
+        ("POST", "/v2/clouds", Some("{not json")),
+        ("POST", "/v2/clouds", Some(r#"{"provider":"aws","name":"x","regions":["us-east-1"],"credentials":{"kind":"keys"}}"#)),
+        ("POST", "/v2/clouds", Some(r#"{"provider":"aws","name":"x","regions":["us-east-1"],"credentials":{"kind":"default"},"extra":1}"#)),
+        ("GET", "/v2/resources?limit=abc", None),
+        ("GET", "/v2/resources?type=aws.nothing", None),
+        ("GET", "/v2/jobs/does-not-exist", None),
+        ("GET", "/v2/nowhere", None),
+        ("POST", "/v2/clouds/does-not-exist/harvest", None),
+    ] {
+        let (status, err) = daemon.request(method, path, body);
+        assert!((400..500).contains(&status), "{method} {path} -> {status}");
+        assert!(err["code"].is_string() && err["message"].is_string(), "{method} {path}: {err}");
+    }
+    assert_eq!(daemon.get("/healthz")["status"], "ok");
+
+    // Graceful shutdown: a harvest running at SIGTERM finishes, then the daemon exits 0.
+    let (_, job) = daemon.request("POST", &format!("/v2/clouds/{id}/harvest"), None);
+    let job_id = job["job_id"].as_str().expect("job id").to_string();
+    std::thread::sleep(Duration::from_millis(300));
+    let status = daemon.terminate(Duration::from_secs(120));
+    assert_eq!(status.code(), Some(0), "{}", daemon.logs());
+    let logs = daemon.logs();
+    assert!(logs.contains("draining"), "{logs}");
+    assert!(
+        logs.lines().any(|l| l.contains("job done") && l.contains(&job_id)),
+        "the running harvest finished before exit: {logs}"
+    );
+}
+
+#[test]
+fn a_panicking_harvester_is_restarted_and_the_daemon_keeps_serving() {
+    let moto = Moto::start();
+    let mut env = aws_env(&moto.endpoint());
+    env.push(("PALISADE_FAULT_HARVEST_PANIC".into(), "eu-west-1".into()));
+    let mut daemon = Daemon::start(&env);
+    let body = json!({"provider": "aws", "name": "p", "regions": ["us-east-1", "eu-west-1"],
+                      "credentials": {"kind": "default"}});
+    let (status, cloud) = daemon.request("POST", "/v2/clouds", Some(&body.to_string()));
+    assert_eq!(status, 201, "{cloud}");
+    let id = cloud["id"].as_str().expect("id").to_string();
+
+    let (_, job) = daemon.request("POST", &format!("/v2/clouds/{id}/harvest"), None);
+    let first = daemon.wait_job(job["job_id"].as_str().expect("job"), Duration::from_secs(120));
+    assert_eq!(first["state"], "failed", "{first}");
+    assert!(first["error"].as_str().is_some_and(|e| e.contains("crash")), "{first}");
+
+    // The supervisor restarts the harvester; the next harvest succeeds.
+    let mut second = Value::Null;
+    for _ in 0..50 {
+        let (_, job) = daemon.request("POST", &format!("/v2/clouds/{id}/harvest"), None);
+        second = daemon.wait_job(job["job_id"].as_str().expect("job"), Duration::from_secs(120));
+        if second["state"] == "done" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(second["state"], "done", "{second}\n{}", daemon.logs());
+    let logs = daemon.logs();
+    assert!(logs.contains("role actor crashed"), "{logs}");
+    assert!(logs.contains("role actor restarted"), "{logs}");
+    assert_eq!(daemon.get("/healthz")["status"], "ok");
+    assert_eq!(daemon.terminate(Duration::from_secs(60)).code(), Some(0));
+}
+
+#[test]
+fn a_bad_configuration_is_refused_by_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = palisade_command()
+        .current_dir(dir.path())
+        .arg("validate")
+        .env("PALISADE__HTTP__BINDD", "127.0.0.1:1")
+        .output()
+        .expect("run validate");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("http.bindd"), "{stderr}");
+
+    std::fs::create_dir(dir.path().join("conf")).expect("conf dir");
+    std::fs::write(dir.path().join("conf/local.toml"), "[scheduler]\nworkers = \"many\"\n").expect("write");
+    let out = palisade_command().current_dir(dir.path()).arg("run").output().expect("run");
+    assert_eq!(out.status.code(), Some(2), "run refuses a bad configuration");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("workers"), "{stderr}");
+
+    let ok = palisade_command().current_dir(dir.path()).arg("validate").env("PALISADE_CONF_DIR", "/nonexistent").output().expect("validate");
+    assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stderr));
+}

@@ -1,1 +1,362 @@
-//! The supervisor. (Being written.)
+//! The supervisor: starts the role actors the configuration names, restarts a crashed one
+//! with backoff, and drains the node on shutdown.
+//!
+//! Owns: the role actors' lifetimes, the node's shared ports (store, queue, bus), and the
+//! shutdown sequence: stop taking jobs, let running jobs finish within the grace period,
+//! stop the interface server.
+//!
+//! Must never: do a role's work itself, or exit the process (the daemon decides that).
+
+use actix::{
+    Actor, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, ResponseActFuture,
+    WrapFuture,
+};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::bus::{memory::MemoryBus, SharedBus};
+use crate::compliance::actor::ComplianceActor;
+use crate::compliance::Catalog;
+use crate::harvest::actor::HarvesterActor;
+use crate::harvest::aws::AwsHarvester;
+use crate::harvest::HarvestContext;
+use crate::http::actor::{HttpActor, StopServer};
+use crate::queue::{memory::MemoryQueue, SharedQueue};
+use crate::scheduler::cadence::SchedulerActor;
+use crate::scheduler::worker::{WorkerActor, WorkerDeps};
+use crate::scheduler::RoleAddrs;
+use crate::settings::{Role, Settings};
+use crate::store::SharedStore;
+
+/// How often the supervisor checks on its children.
+const WATCH_EVERY: Duration = Duration::from_millis(200);
+/// A child that stayed up this long gets its backoff reset.
+const STABLE_AFTER: Duration = Duration::from_secs(60);
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("store: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("insights: {0}")]
+    Insights(String),
+    #[error("harvester: {0}")]
+    Harvester(String),
+    #[error("proxy configuration: {0}")]
+    Proxy(String),
+    #[error("cannot listen on {addr}: {reason}")]
+    Bind { addr: String, reason: String },
+}
+
+/// Everything a node's actors share.
+#[derive(Clone)]
+pub struct NodeDeps {
+    pub settings: Settings,
+    pub node: String,
+    pub store: SharedStore,
+    pub queue: SharedQueue,
+    pub bus: SharedBus,
+    pub catalog: Arc<Catalog>,
+    pub harvest: Arc<HarvestContext>,
+}
+
+impl NodeDeps {
+    /// Open the store and build the embedded queue and bus, the insight catalog and the
+    /// harvesters.
+    pub async fn embedded(settings: &Settings, node: String) -> Result<NodeDeps, NodeError> {
+        let store = crate::store::open(&settings.store.url).await?;
+        let catalog = Catalog::builtin(&settings.compliance)
+            .map_err(|e| NodeError::Insights(e.to_string()))?;
+        let proxy =
+            crate::proxy::ProxyConfig::from_env().map_err(|e| NodeError::Proxy(e.to_string()))?;
+        let aws = AwsHarvester::new(&settings.aws, proxy)
+            .map_err(|e| NodeError::Harvester(e.to_string()))?;
+        let harvest = Arc::new(HarvestContext {
+            store: store.clone(),
+            aws: Arc::new(aws),
+            batch_size: settings.store.batch_size,
+            concurrency: settings.aws.concurrency,
+        });
+        Ok(NodeDeps {
+            settings: settings.clone(),
+            node,
+            store,
+            queue: Arc::new(MemoryQueue::new(settings.scheduler.job_history)),
+            bus: Arc::new(MemoryBus::default()),
+            catalog: Arc::new(catalog),
+            harvest,
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ChildKind {
+    Harvester,
+    Compliance,
+    Worker,
+    Scheduler,
+}
+
+impl ChildKind {
+    fn name(self) -> &'static str {
+        match self {
+            ChildKind::Harvester => "harvester",
+            ChildKind::Compliance => "compliance",
+            ChildKind::Worker => "worker",
+            ChildKind::Scheduler => "scheduler",
+        }
+    }
+}
+
+enum ChildAddr {
+    Harvester(Addr<HarvesterActor>),
+    Compliance(Addr<ComplianceActor>),
+    Worker(Addr<WorkerActor>),
+    Scheduler(Addr<SchedulerActor>),
+}
+
+impl ChildAddr {
+    fn connected(&self) -> bool {
+        match self {
+            ChildAddr::Harvester(a) => a.connected(),
+            ChildAddr::Compliance(a) => a.connected(),
+            ChildAddr::Worker(a) => a.connected(),
+            ChildAddr::Scheduler(a) => a.connected(),
+        }
+    }
+}
+
+struct Child {
+    kind: ChildKind,
+    addr: Option<ChildAddr>,
+    started_at: Instant,
+    backoff: Duration,
+    /// When a dead child may be started again.
+    restart_at: Option<Instant>,
+    ever_started: bool,
+    restarts: u32,
+}
+
+/// Drain the node: stop taking jobs, wait for running ones up to `grace`, stop serving.
+/// Sent by the daemon on SIGTERM/SIGINT; replies once the node is quiet.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown {
+    pub grace: Duration,
+}
+
+/// How many times role actors were restarted. Sent by tests and the API; replies a count.
+#[derive(Message)]
+#[rtype(result = "u32")]
+pub struct RestartCount;
+
+pub struct Supervisor {
+    deps: NodeDeps,
+    roles: RoleAddrs,
+    running: Arc<AtomicUsize>,
+    draining: Arc<AtomicBool>,
+    children: Vec<Child>,
+    http: Option<Addr<HttpActor>>,
+    server: Option<actix_web::dev::Server>,
+}
+
+impl Supervisor {
+    /// A supervisor for the roles `deps.settings.node.roles` names; `server` is the bound
+    /// interface server when this node has the interface role.
+    pub fn new(deps: NodeDeps, server: Option<actix_web::dev::Server>) -> Self {
+        let s = &deps.settings;
+        let mut kinds = Vec::new();
+        if s.has_role(Role::Worker) {
+            kinds.extend([ChildKind::Harvester, ChildKind::Compliance, ChildKind::Worker]);
+        }
+        if s.has_role(Role::Scheduler) {
+            kinds.push(ChildKind::Scheduler);
+        }
+        let initial = Duration::from_millis(s.supervisor.restart_backoff_initial_ms);
+        let children = kinds
+            .into_iter()
+            .map(|kind| Child {
+                kind,
+                addr: None,
+                started_at: Instant::now(),
+                backoff: initial,
+                restart_at: Some(Instant::now()),
+                ever_started: false,
+                restarts: 0,
+            })
+            .collect();
+        Supervisor {
+            deps,
+            roles: RoleAddrs::default(),
+            running: Arc::new(AtomicUsize::new(0)),
+            draining: Arc::new(AtomicBool::new(false)),
+            children,
+            http: None,
+            server,
+        }
+    }
+
+    /// Jobs running on this node now.
+    pub fn running(&self) -> Arc<AtomicUsize> {
+        self.running.clone()
+    }
+
+    fn start_child(&self, kind: ChildKind) -> ChildAddr {
+        let d = &self.deps;
+        match kind {
+            ChildKind::Harvester => {
+                let addr = HarvesterActor::new(d.harvest.clone()).start();
+                self.roles.set_harvester(Some(addr.clone()));
+                ChildAddr::Harvester(addr)
+            }
+            ChildKind::Compliance => {
+                let addr = ComplianceActor::new(
+                    d.store.clone(),
+                    d.catalog.clone(),
+                    d.settings.compliance.page_size,
+                )
+                .start();
+                self.roles.set_compliance(Some(addr.clone()));
+                ChildAddr::Compliance(addr)
+            }
+            ChildKind::Worker => {
+                let deps = WorkerDeps {
+                    node: d.node.clone(),
+                    store: d.store.clone(),
+                    queue: d.queue.clone(),
+                    bus: d.bus.clone(),
+                    roles: self.roles.clone(),
+                    running: self.running.clone(),
+                    draining: self.draining.clone(),
+                };
+                ChildAddr::Worker(WorkerActor::new(deps, d.settings.scheduler.workers).start())
+            }
+            ChildKind::Scheduler => ChildAddr::Scheduler(
+                SchedulerActor::new(
+                    d.store.clone(),
+                    d.queue.clone(),
+                    d.bus.clone(),
+                    d.settings.scheduler.harvest_interval_secs,
+                    d.settings.scheduler.compliance_interval_secs,
+                )
+                .start(),
+            ),
+        }
+    }
+
+    /// Start due children, notice dead ones and schedule their restart.
+    fn watch(&mut self) {
+        if self.draining.load(Ordering::SeqCst) {
+            return;
+        }
+        let now = Instant::now();
+        let initial = Duration::from_millis(self.deps.settings.supervisor.restart_backoff_initial_ms);
+        let max = Duration::from_millis(self.deps.settings.supervisor.restart_backoff_max_ms);
+        for i in 0..self.children.len() {
+            let kind = self.children[i].kind;
+            let alive = self.children[i].addr.as_ref().map(ChildAddr::connected);
+            match alive {
+                Some(true) => {
+                    let child = &mut self.children[i];
+                    if now.duration_since(child.started_at) > STABLE_AFTER {
+                        child.backoff = initial;
+                    }
+                }
+                Some(false) => {
+                    let child = &mut self.children[i];
+                    child.addr = None;
+                    child.restart_at = Some(now + child.backoff);
+                    tracing::error!(
+                        actor = kind.name(),
+                        backoff_ms = child.backoff.as_millis() as u64,
+                        "role actor crashed; restarting after backoff"
+                    );
+                    crate::metrics::inc("palisade_actor_crashes_total", &[("actor", kind.name())]);
+                    child.backoff = (child.backoff * 2).min(max);
+                    match kind {
+                        ChildKind::Harvester => self.roles.set_harvester(None),
+                        ChildKind::Compliance => self.roles.set_compliance(None),
+                        _ => {}
+                    }
+                }
+                None => {
+                    if self.children[i].restart_at.is_some_and(|t| t <= now) {
+                        let addr = self.start_child(kind);
+                        let child = &mut self.children[i];
+                        if child.ever_started {
+                            child.restarts += 1;
+                            tracing::info!(actor = kind.name(), restarts = child.restarts, "role actor restarted");
+                            crate::metrics::inc("palisade_actor_restarts_total", &[("actor", kind.name())]);
+                        }
+                        child.ever_started = true;
+                        child.addr = Some(addr);
+                        child.started_at = now;
+                        child.restart_at = None;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Actor for Supervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let roles: Vec<&str> = self
+            .deps
+            .settings
+            .node
+            .roles
+            .iter()
+            .map(|r| match r {
+                Role::Scheduler => "scheduler",
+                Role::Worker => "worker",
+                Role::Interface => "interface",
+            })
+            .collect();
+        tracing::info!(node = %self.deps.node, roles = ?roles, "supervisor started");
+        self.watch();
+        if let Some(server) = self.server.take() {
+            self.http = Some(HttpActor::new(server).start());
+        }
+        ctx.run_interval(WATCH_EVERY, |act, _| act.watch());
+    }
+}
+
+impl Handler<RestartCount> for Supervisor {
+    type Result = u32;
+
+    fn handle(&mut self, _: RestartCount, _: &mut Self::Context) -> u32 {
+        self.children.iter().map(|c| c.restarts).sum()
+    }
+}
+
+impl Handler<Shutdown> for Supervisor {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, msg: Shutdown, _: &mut Self::Context) -> Self::Result {
+        self.draining.store(true, Ordering::SeqCst);
+        let queue = self.deps.queue.clone();
+        let running = self.running.clone();
+        let http = self.http.take();
+        let fut = async move {
+            queue.close().await;
+            let deadline = Instant::now() + msg.grace;
+            let busy = running.load(Ordering::SeqCst);
+            tracing::info!(running_jobs = busy, grace_secs = msg.grace.as_secs(), "draining");
+            while running.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let left = running.load(Ordering::SeqCst);
+            if left > 0 {
+                tracing::warn!(running_jobs = left, "grace period over; abandoning running jobs");
+            }
+            if let Some(http) = http {
+                let _ = http.send(StopServer).await;
+            }
+        };
+        Box::pin(fut.into_actor(self).map(|_, _, _| ()))
+    }
+}

@@ -1,1 +1,1324 @@
-//! Contract tests every store must pass. (Being written.)
+//! The store contract: checks every [`Store`] implementation must pass.
+//!
+//! Owns: one `pub async fn` per behaviour of the [`Store`] trait, each taking a
+//! [`SharedStore`], and [`all`], which runs them in turn; plus the tests that run the suite
+//! against the embedded SQLite store (a file and `sqlite::memory:`). The cluster's MySQL
+//! store runs the same [`all`] so that the two backends can never drift.
+//!
+//! Must never: depend on a particular backend (backend-specific tests live beside the
+//! backend), or rely on another check's data: every check works in its own cloud with its
+//! own insight ids, and asserts on global figures only as differences.
+//!
+//! Times are whole seconds, which every backend stores exactly.
+
+use super::*;
+
+use palisade_proto::{Credentials, Provider};
+use serde_json::json;
+
+/// A point in time `secs` seconds after 2020-01-01T00:00:00Z.
+pub fn at(secs: i64) -> Timestamp {
+    chrono::DateTime::from_timestamp(1_577_836_800 + secs, 0).expect("valid test time")
+}
+
+/// A fresh cloud id, unique to one check.
+pub fn fresh_cloud(label: &str) -> CloudId {
+    CloudId(format!("{label}-{}", uuid::Uuid::new_v4()))
+}
+
+/// A resource of `cloud` first and last seen at `seen`.
+pub fn resource(
+    cloud: &CloudId,
+    rtype: ResourceType,
+    region: &str,
+    id: &str,
+    tags: &[(&str, &str)],
+    seen: Timestamp,
+) -> Resource {
+    Resource::harvested(
+        cloud,
+        "123456789012",
+        region,
+        rtype,
+        id,
+        format!("name-{id}"),
+        tags.iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect(),
+        json!({"Id": id, "Region": region, "Nested": {"List": [1, "two", null, true]}}),
+        seen,
+    )
+}
+
+/// A finding of `insight` on `r`, seen at `seen`.
+pub fn finding(insight: &InsightId, r: &Resource, seen: Timestamp) -> Finding {
+    Finding {
+        insight: insight.clone(),
+        resource_uid: r.uid.clone(),
+        resource: r.id.clone(),
+        resource_type: r.rtype,
+        region: r.region.clone(),
+        cloud: r.cloud.clone(),
+        state: FindingState::Open,
+        first_seen: seen,
+        last_seen: seen,
+        resolved_at: None,
+    }
+}
+
+fn fresh_insight(label: &str) -> InsightId {
+    InsightId(format!("{label}-{}", uuid::Uuid::new_v4()))
+}
+
+fn everything(cloud: &CloudId) -> ResourceQuery {
+    ResourceQuery {
+        cloud: Some(cloud.clone()),
+        include_deleted: true,
+        limit: 1000,
+        ..ResourceQuery::default()
+    }
+}
+
+async fn get(store: &SharedStore, key: &str) -> Option<Resource> {
+    store.get_resource(key).await.expect("get_resource")
+}
+
+/// Every live resource of one cloud, through keyset pages of `page`.
+async fn scan_all(store: &SharedStore, query: &ScanQuery, page: usize) -> Vec<Resource> {
+    let mut out: Vec<Resource> = Vec::new();
+    loop {
+        let after = out.last().map(|r| r.uid.clone());
+        let batch = store
+            .scan_resources(query, after.as_ref(), page)
+            .await
+            .expect("scan_resources");
+        assert!(
+            batch.len() <= page,
+            "a scan page holds at most `limit` rows"
+        );
+        let done = batch.len() < page;
+        out.extend(batch);
+        if done {
+            return out;
+        }
+    }
+}
+
+/// Run every check, in turn, against `store`. The store should start empty.
+pub async fn all(store: SharedStore) {
+    ping(store.clone()).await;
+    clouds_round_trip(store.clone()).await;
+    upsert_keeps_first_seen(store.clone()).await;
+    deleted_resources_are_kept_and_come_back(store.clone()).await;
+    listing_filters_pages_and_orders(store.clone()).await;
+    tag_filters(store.clone()).await;
+    lookup_by_uid_or_native_id(store.clone()).await;
+    scan_walks_live_resources_by_uid(store.clone()).await;
+    counts_live_resources_by_type(store.clone()).await;
+    findings_open_resolve_and_reopen(store.clone()).await;
+    findings_listing_filters_and_pages(store.clone()).await;
+    resolve_findings_of_every_cloud(store.clone()).await;
+    delete_cloud_removes_its_resources_and_findings(store.clone()).await;
+}
+
+/// `ping` answers on a working store.
+pub async fn ping(store: SharedStore) {
+    store.ping().await.expect("ping");
+}
+
+/// Clouds are stored with their credentials, replaced by id, listed and deleted.
+pub async fn clouds_round_trip(store: SharedStore) {
+    let id = fresh_cloud("clouds");
+    let mut cloud = CloudAccount {
+        id: id.clone(),
+        provider: Provider::Aws,
+        name: "production".into(),
+        regions: vec!["us-east-1".into(), "eu-west-1".into()],
+        credentials: Credentials::Keys {
+            access_key_id: "AKIDEXAMPLE".into(),
+            secret_access_key: "s3cr3t".into(),
+            session_token: Some("t0ken".into()),
+        },
+        created_at: at(10),
+    };
+    store.put_cloud(&cloud).await.expect("put_cloud");
+    assert_eq!(
+        store.get_cloud(&id).await.expect("get_cloud"),
+        Some(cloud.clone())
+    );
+
+    cloud.name = "renamed".into();
+    cloud.credentials = Credentials::AssumeRole {
+        role_arn: "arn:aws:iam::123456789012:role/palisade".into(),
+        external_id: Some("ext".into()),
+    };
+    store.put_cloud(&cloud).await.expect("put_cloud replaces");
+    assert_eq!(
+        store.get_cloud(&id).await.expect("get_cloud"),
+        Some(cloud.clone())
+    );
+    let listed = store.list_clouds().await.expect("list_clouds");
+    assert_eq!(
+        listed.iter().filter(|c| c.id == id).collect::<Vec<_>>(),
+        vec![&cloud],
+        "a replaced cloud is listed once, as replaced"
+    );
+
+    let missing = fresh_cloud("missing");
+    assert_eq!(store.get_cloud(&missing).await.expect("get_cloud"), None);
+    assert!(store.delete_cloud(&id).await.expect("delete_cloud"));
+    assert_eq!(store.get_cloud(&id).await.expect("get_cloud"), None);
+    assert!(!store.delete_cloud(&id).await.expect("delete_cloud again"));
+    assert!(!store
+        .list_clouds()
+        .await
+        .expect("list_clouds")
+        .iter()
+        .any(|c| c.id == id));
+}
+
+/// A re-harvested resource keeps its `first_seen` and takes every other field anew.
+pub async fn upsert_keeps_first_seen(store: SharedStore) {
+    let cloud = fresh_cloud("upsert");
+    let first = resource(
+        &cloud,
+        ResourceType::AwsEc2Instance,
+        "us-east-1",
+        "i-1",
+        &[("a", "1")],
+        at(100),
+    );
+    store
+        .upsert_resources(vec![first.clone()])
+        .await
+        .expect("upsert");
+    assert_eq!(
+        get(&store, first.uid.as_str()).await,
+        Some(first.clone()),
+        "round trip"
+    );
+
+    let mut again = first.clone();
+    again.first_seen = at(200);
+    again.last_seen = at(200);
+    again.name = "renamed".into();
+    again.account = "210987654321".into();
+    again.tags = [("b".to_string(), "2".to_string())].into();
+    again.properties = json!({"State": "stopped"});
+    store
+        .upsert_resources(vec![again.clone()])
+        .await
+        .expect("upsert again");
+
+    let stored = get(&store, first.uid.as_str()).await.expect("still there");
+    let mut expected = again;
+    expected.first_seen = at(100);
+    assert_eq!(stored, expected);
+    let page = store
+        .list_resources(&everything(&cloud))
+        .await
+        .expect("list");
+    assert_eq!(page.total, 1, "an upsert of a known uid adds no row");
+
+    // An empty batch is fine and changes nothing.
+    store
+        .upsert_resources(Vec::new())
+        .await
+        .expect("empty batch");
+    assert_eq!(
+        store
+            .list_resources(&everything(&cloud))
+            .await
+            .expect("list")
+            .total,
+        1
+    );
+}
+
+/// A resource a harvest no longer sees is marked deleted, not dropped, only within the
+/// swept (cloud, type, region); a later harvest that sees it again brings it back live
+/// with its first `first_seen`.
+pub async fn deleted_resources_are_kept_and_come_back(store: SharedStore) {
+    let cloud = fresh_cloud("sweep");
+    let other_cloud = fresh_cloud("sweep-other");
+    let vol = ResourceType::AwsEc2Volume;
+    let kept = resource(&cloud, vol, "us-east-1", "vol-kept", &[], at(100));
+    let gone = resource(&cloud, vol, "us-east-1", "vol-gone", &[], at(100));
+    let elsewhere = resource(&cloud, vol, "eu-west-1", "vol-eu", &[], at(100));
+    let other_type = resource(
+        &cloud,
+        ResourceType::AwsEc2Vpc,
+        "us-east-1",
+        "vpc-1",
+        &[],
+        at(100),
+    );
+    let other_cloud_vol = resource(&other_cloud, vol, "us-east-1", "vol-gone", &[], at(100));
+    store
+        .upsert_resources(vec![
+            kept.clone(),
+            gone.clone(),
+            elsewhere.clone(),
+            other_type.clone(),
+            other_cloud_vol.clone(),
+        ])
+        .await
+        .expect("first harvest");
+
+    // The second harvest of (cloud, volume, us-east-1) sees only `kept`.
+    let mut kept2 = kept.clone();
+    kept2.first_seen = at(200);
+    kept2.last_seen = at(200);
+    store
+        .upsert_resources(vec![kept2])
+        .await
+        .expect("second harvest");
+    let sweep = DeletionSweep {
+        cloud: cloud.clone(),
+        rtype: vol,
+        region: Some("us-east-1".into()),
+        seen_before: at(200),
+        now: at(210),
+    };
+    assert_eq!(store.mark_deleted(&sweep).await.expect("mark_deleted"), 1);
+    assert_eq!(
+        store
+            .mark_deleted(&sweep)
+            .await
+            .expect("mark_deleted again"),
+        0,
+        "a deleted resource is not counted twice"
+    );
+
+    let stored_gone = get(&store, gone.uid.as_str())
+        .await
+        .expect("kept, not dropped");
+    assert_eq!(stored_gone.deleted_at, Some(at(210)));
+    assert_eq!(stored_gone.last_seen, at(100));
+    for untouched in [&kept, &elsewhere, &other_type, &other_cloud_vol] {
+        let r = get(&store, untouched.uid.as_str()).await.expect("present");
+        assert_eq!(r.deleted_at, None, "{} must stay live", r.id);
+    }
+
+    let live = store
+        .list_resources(&ResourceQuery {
+            cloud: Some(cloud.clone()),
+            limit: 100,
+            ..ResourceQuery::default()
+        })
+        .await
+        .expect("list live");
+    assert_eq!(live.total, 3);
+    assert!(live.items.iter().all(|r| r.uid != gone.uid));
+    let with_deleted = store
+        .list_resources(&everything(&cloud))
+        .await
+        .expect("list all");
+    assert_eq!(with_deleted.total, 4);
+    assert!(with_deleted
+        .items
+        .iter()
+        .any(|r| r.uid == gone.uid && r.deleted_at.is_some()));
+    let scanned = scan_all(
+        &store,
+        &ScanQuery {
+            cloud: Some(cloud.clone()),
+            types: vec![],
+        },
+        10,
+    )
+    .await;
+    assert_eq!(scanned.len(), 3);
+    assert!(
+        scanned.iter().all(|r| r.uid != gone.uid),
+        "scans skip deleted resources"
+    );
+    let counts = store
+        .count_resources_by_type(Some(&cloud))
+        .await
+        .expect("count");
+    assert_eq!(counts.get(&vol), Some(&2));
+
+    // A sweep with no region covers every region of the type.
+    let global_sweep = DeletionSweep {
+        cloud: cloud.clone(),
+        rtype: vol,
+        region: None,
+        seen_before: at(150),
+        now: at(220),
+    };
+    assert_eq!(
+        store
+            .mark_deleted(&global_sweep)
+            .await
+            .expect("sweep all regions"),
+        1,
+        "only vol-eu: vol-kept was seen at 200"
+    );
+    assert_eq!(
+        get(&store, elsewhere.uid.as_str())
+            .await
+            .expect("present")
+            .deleted_at,
+        Some(at(220))
+    );
+
+    // Harvested again: live, first_seen kept.
+    let mut back = gone.clone();
+    back.first_seen = at(300);
+    back.last_seen = at(300);
+    store
+        .upsert_resources(vec![back])
+        .await
+        .expect("third harvest");
+    let revived = get(&store, gone.uid.as_str()).await.expect("present");
+    assert_eq!(revived.deleted_at, None);
+    assert_eq!(revived.first_seen, at(100));
+    assert_eq!(revived.last_seen, at(300));
+}
+
+/// Listings filter by cloud, type and region, are ordered by (type, region, id), and page
+/// with a total that ignores the page.
+pub async fn listing_filters_pages_and_orders(store: SharedStore) {
+    let cloud = fresh_cloud("list");
+    let noise = fresh_cloud("list-noise");
+    let mut batch = Vec::new();
+    for (i, rtype) in [ResourceType::AwsEc2Vpc, ResourceType::AwsEc2Instance]
+        .into_iter()
+        .enumerate()
+    {
+        for region in ["us-east-1", "eu-west-1"] {
+            // ids in reverse to show the store sorts
+            for n in (0..6 + i).rev() {
+                batch.push(resource(
+                    &cloud,
+                    rtype,
+                    region,
+                    &format!("{region}-{n:02}"),
+                    &[],
+                    at(1),
+                ));
+            }
+        }
+    }
+    batch.push(resource(
+        &noise,
+        ResourceType::AwsEc2Vpc,
+        "us-east-1",
+        "noise",
+        &[],
+        at(1),
+    ));
+    let total = batch.len() as u64 - 1; // 2*6 + 2*7 = 26
+    store.upsert_resources(batch.clone()).await.expect("upsert");
+
+    let mut expected: Vec<Resource> = batch.into_iter().filter(|r| r.cloud == cloud).collect();
+    expected.sort_by(|a, b| {
+        (a.rtype.as_str(), &a.region, &a.id).cmp(&(b.rtype.as_str(), &b.region, &b.id))
+    });
+
+    let mut paged = Vec::new();
+    for offset in (0..total + 10).step_by(10) {
+        let page = store
+            .list_resources(&ResourceQuery {
+                cloud: Some(cloud.clone()),
+                limit: 10,
+                offset,
+                ..ResourceQuery::default()
+            })
+            .await
+            .expect("list page");
+        assert_eq!(page.total, total, "total at offset {offset}");
+        assert_eq!(
+            page.items.len() as u64,
+            total.saturating_sub(offset).min(10),
+            "items at offset {offset}"
+        );
+        paged.extend(page.items);
+    }
+    assert_eq!(paged, expected, "pages concatenate to the ordered listing");
+
+    let only_total = store
+        .list_resources(&ResourceQuery {
+            cloud: Some(cloud.clone()),
+            limit: 0,
+            ..ResourceQuery::default()
+        })
+        .await
+        .expect("limit 0");
+    assert_eq!((only_total.total, only_total.items.len()), (total, 0));
+
+    let by_type_region = store
+        .list_resources(&ResourceQuery {
+            cloud: Some(cloud.clone()),
+            rtype: Some(ResourceType::AwsEc2Instance),
+            region: Some("eu-west-1".into()),
+            limit: 100,
+            ..ResourceQuery::default()
+        })
+        .await
+        .expect("filter");
+    assert_eq!(by_type_region.total, 7);
+    assert!(by_type_region
+        .items
+        .iter()
+        .all(|r| r.rtype == ResourceType::AwsEc2Instance && r.region == "eu-west-1"));
+    let ids: Vec<&str> = by_type_region.items.iter().map(|r| r.id.as_str()).collect();
+    let mut sorted = ids.clone();
+    sorted.sort_unstable();
+    assert_eq!(ids, sorted);
+
+    let by_region = store
+        .list_resources(&ResourceQuery {
+            cloud: Some(cloud.clone()),
+            region: Some("us-east-1".into()),
+            limit: 100,
+            ..ResourceQuery::default()
+        })
+        .await
+        .expect("filter region");
+    assert_eq!(by_region.total, 13);
+
+    let across_clouds = store
+        .list_resources(&ResourceQuery {
+            rtype: Some(ResourceType::AwsEc2Vpc),
+            region: Some("us-east-1".into()),
+            limit: 1000,
+            ..ResourceQuery::default()
+        })
+        .await
+        .expect("no cloud filter");
+    assert!(across_clouds.items.iter().any(|r| r.cloud == noise));
+    assert!(
+        across_clouds
+            .items
+            .iter()
+            .filter(|r| r.cloud == cloud)
+            .count()
+            == 6
+    );
+}
+
+/// `tag` matches a key (`KEY`) or a key and value (`KEY=VALUE`, split at the first `=`).
+pub async fn tag_filters(store: SharedStore) {
+    let cloud = fresh_cloud("tags");
+    let i = ResourceType::AwsEc2Instance;
+    let batch = vec![
+        resource(
+            &cloud,
+            i,
+            "us-east-1",
+            "i-owner-alice",
+            &[("Owner", "alice"), ("env", "prod")],
+            at(1),
+        ),
+        resource(
+            &cloud,
+            i,
+            "us-east-1",
+            "i-owner-bob",
+            &[("Owner", "bob")],
+            at(1),
+        ),
+        resource(
+            &cloud,
+            i,
+            "us-east-1",
+            "i-empty-owner",
+            &[("Owner", "")],
+            at(1),
+        ),
+        resource(&cloud, i, "us-east-1", "i-untagged", &[], at(1)),
+        resource(
+            &cloud,
+            i,
+            "us-east-1",
+            "i-eq",
+            &[("k", "a=b"), ("owner", "alice")],
+            at(1),
+        ),
+        resource(
+            &cloud,
+            i,
+            "us-east-1",
+            "i-odd-key",
+            &[("we\"ird.key $", "x")],
+            at(1),
+        ),
+    ];
+    store.upsert_resources(batch).await.expect("upsert");
+    let ids = |tag: &str| {
+        let store = store.clone();
+        let cloud = cloud.clone();
+        let tag = tag.to_string();
+        async move {
+            let page = store
+                .list_resources(&ResourceQuery {
+                    cloud: Some(cloud),
+                    tag: Some(tag),
+                    limit: 100,
+                    ..ResourceQuery::default()
+                })
+                .await
+                .expect("list by tag");
+            let ids: Vec<String> = page.items.into_iter().map(|r| r.id).collect();
+            assert_eq!(page.total as usize, ids.len());
+            ids
+        }
+    };
+    assert_eq!(
+        ids("Owner").await,
+        ["i-empty-owner", "i-owner-alice", "i-owner-bob"]
+    );
+    assert_eq!(
+        ids("Owner=alice").await,
+        ["i-owner-alice"],
+        "keys are case-sensitive"
+    );
+    assert_eq!(ids("Owner=").await, ["i-empty-owner"]);
+    assert_eq!(ids("k=a=b").await, ["i-eq"]);
+    assert_eq!(ids("we\"ird.key $").await, ["i-odd-key"]);
+    assert_eq!(ids("we\"ird.key $=x").await, ["i-odd-key"]);
+    assert!(ids("Owner=carol").await.is_empty());
+    assert!(ids("absent").await.is_empty());
+}
+
+/// `get_resource` takes a uid, or a native id when exactly one live resource has it.
+pub async fn lookup_by_uid_or_native_id(store: SharedStore) {
+    let cloud = fresh_cloud("lookup");
+    let b = ResourceType::AwsS3Bucket;
+    let unique_id = format!("bucket-{}", uuid::Uuid::new_v4());
+    let shared_id = format!("shared-{}", uuid::Uuid::new_v4());
+    let unique = resource(&cloud, b, "us-east-1", &unique_id, &[], at(1));
+    let twin_a = resource(
+        &cloud,
+        ResourceType::AwsIamUser,
+        "global",
+        &shared_id,
+        &[],
+        at(1),
+    );
+    let twin_b = resource(
+        &cloud,
+        ResourceType::AwsEc2Vpc,
+        "eu-west-1",
+        &shared_id,
+        &[],
+        at(1),
+    );
+    store
+        .upsert_resources(vec![unique.clone(), twin_a.clone(), twin_b.clone()])
+        .await
+        .expect("upsert");
+
+    assert_eq!(get(&store, unique.uid.as_str()).await, Some(unique.clone()));
+    assert_eq!(
+        get(&store, &unique_id).await,
+        Some(unique.clone()),
+        "by native id"
+    );
+    assert_eq!(get(&store, twin_a.uid.as_str()).await, Some(twin_a.clone()));
+    assert_eq!(get(&store, &shared_id).await, None, "ambiguous native id");
+    assert_eq!(get(&store, "no-such-thing").await, None);
+
+    // Once one twin is deleted, the native id names the live one; a deleted resource is
+    // still found by uid.
+    store
+        .mark_deleted(&DeletionSweep {
+            cloud: cloud.clone(),
+            rtype: ResourceType::AwsEc2Vpc,
+            region: Some("eu-west-1".into()),
+            seen_before: at(2),
+            now: at(3),
+        })
+        .await
+        .expect("mark_deleted");
+    assert_eq!(get(&store, &shared_id).await, Some(twin_a));
+    let deleted = get(&store, twin_b.uid.as_str())
+        .await
+        .expect("deleted by uid");
+    assert_eq!(deleted.deleted_at, Some(at(3)));
+}
+
+/// `scan_resources` pages live resources by uid: ordered, complete, no duplicates,
+/// filtered by cloud and types.
+pub async fn scan_walks_live_resources_by_uid(store: SharedStore) {
+    let cloud = fresh_cloud("scan");
+    let noise = fresh_cloud("scan-noise");
+    let types = [
+        ResourceType::AwsEc2Instance,
+        ResourceType::AwsEc2Volume,
+        ResourceType::AwsKmsKey,
+    ];
+    let mut batch = Vec::new();
+    for n in 0..57 {
+        let rtype = types[n % types.len()];
+        batch.push(resource(
+            &cloud,
+            rtype,
+            "us-east-1",
+            &format!("r-{n}"),
+            &[],
+            at(1),
+        ));
+    }
+    for n in 0..5 {
+        batch.push(resource(
+            &noise,
+            ResourceType::AwsEc2Instance,
+            "us-east-1",
+            &format!("n-{n}"),
+            &[],
+            at(1),
+        ));
+    }
+    // Two deleted ones (a volume and a key, in a region of their own).
+    batch.push(resource(
+        &cloud,
+        ResourceType::AwsEc2Volume,
+        "ap-south-1",
+        "gone-1",
+        &[],
+        at(1),
+    ));
+    batch.push(resource(
+        &cloud,
+        ResourceType::AwsKmsKey,
+        "ap-south-1",
+        "gone-2",
+        &[],
+        at(1),
+    ));
+    store.upsert_resources(batch.clone()).await.expect("upsert");
+    for rtype in [ResourceType::AwsEc2Volume, ResourceType::AwsKmsKey] {
+        let n = store
+            .mark_deleted(&DeletionSweep {
+                cloud: cloud.clone(),
+                rtype,
+                region: Some("ap-south-1".into()),
+                seen_before: at(2),
+                now: at(2),
+            })
+            .await
+            .expect("mark_deleted");
+        assert_eq!(n, 1);
+    }
+
+    let mut expected: Vec<Resource> = batch
+        .iter()
+        .filter(|r| r.cloud == cloud && r.region != "ap-south-1")
+        .cloned()
+        .collect();
+    expected.sort_by(|a, b| a.uid.cmp(&b.uid));
+
+    for page in [1, 7, 57, 1000] {
+        let query = ScanQuery {
+            cloud: Some(cloud.clone()),
+            types: vec![],
+        };
+        assert_eq!(
+            scan_all(&store, &query, page).await,
+            expected,
+            "page size {page}"
+        );
+    }
+
+    let query = ScanQuery {
+        cloud: Some(cloud.clone()),
+        types: vec![ResourceType::AwsEc2Volume, ResourceType::AwsKmsKey],
+    };
+    let some_types = scan_all(&store, &query, 5).await;
+    let want: Vec<&Resource> = expected
+        .iter()
+        .filter(|r| r.rtype != ResourceType::AwsEc2Instance)
+        .collect();
+    assert_eq!(some_types.iter().collect::<Vec<_>>(), want);
+    assert_eq!(want.len(), 38);
+
+    // The first page after the last uid is empty; a zero limit reads nothing.
+    let last = expected
+        .last()
+        .map(|r| r.uid.clone())
+        .expect("some resources");
+    let q = ScanQuery {
+        cloud: Some(cloud.clone()),
+        types: vec![],
+    };
+    assert!(store
+        .scan_resources(&q, Some(&last), 10)
+        .await
+        .expect("scan")
+        .is_empty());
+    assert!(store
+        .scan_resources(&q, None, 0)
+        .await
+        .expect("scan")
+        .is_empty());
+
+    // No cloud filter: both clouds, still in uid order.
+    let everyone = scan_all(&store, &ScanQuery::default(), 13).await;
+    assert!(
+        everyone.windows(2).all(|w| w[0].uid < w[1].uid),
+        "strictly by uid"
+    );
+    assert_eq!(everyone.iter().filter(|r| r.cloud == cloud).count(), 57);
+    assert_eq!(everyone.iter().filter(|r| r.cloud == noise).count(), 5);
+}
+
+/// Live resources are counted per type, for one cloud or all.
+pub async fn counts_live_resources_by_type(store: SharedStore) {
+    let before = store
+        .count_resources_by_type(None)
+        .await
+        .expect("count all");
+    let cloud = fresh_cloud("counts");
+    let mut batch = Vec::new();
+    for n in 0..4 {
+        batch.push(resource(
+            &cloud,
+            ResourceType::AwsIamUser,
+            "global",
+            &format!("u{n}"),
+            &[],
+            at(1),
+        ));
+    }
+    for n in 0..3 {
+        batch.push(resource(
+            &cloud,
+            ResourceType::AwsRdsDbInstance,
+            "us-east-1",
+            &format!("db{n}"),
+            &[],
+            at(1),
+        ));
+    }
+    batch.push(resource(
+        &cloud,
+        ResourceType::AwsRdsDbInstance,
+        "eu-west-1",
+        "db-gone",
+        &[],
+        at(1),
+    ));
+    store.upsert_resources(batch).await.expect("upsert");
+    store
+        .mark_deleted(&DeletionSweep {
+            cloud: cloud.clone(),
+            rtype: ResourceType::AwsRdsDbInstance,
+            region: Some("eu-west-1".into()),
+            seen_before: at(2),
+            now: at(2),
+        })
+        .await
+        .expect("mark_deleted");
+
+    let mine = store
+        .count_resources_by_type(Some(&cloud))
+        .await
+        .expect("count cloud");
+    let want: BTreeMap<ResourceType, u64> = [
+        (ResourceType::AwsIamUser, 4),
+        (ResourceType::AwsRdsDbInstance, 3),
+    ]
+    .into();
+    assert_eq!(mine, want);
+    assert!(store
+        .count_resources_by_type(Some(&fresh_cloud("nobody")))
+        .await
+        .expect("count empty")
+        .is_empty());
+
+    let after = store
+        .count_resources_by_type(None)
+        .await
+        .expect("count all");
+    for (rtype, n) in want {
+        assert_eq!(
+            after.get(&rtype).copied().unwrap_or(0),
+            before.get(&rtype).copied().unwrap_or(0) + n,
+            "{rtype}"
+        );
+    }
+}
+
+/// Findings open with `first_seen`, are resolved when not seen since, and reopen when
+/// seen again, keeping `first_seen`.
+pub async fn findings_open_resolve_and_reopen(store: SharedStore) {
+    let cloud = fresh_cloud("findings");
+    let other = fresh_cloud("findings-other");
+    let insight = fresh_insight("aws-test-insight");
+    let sg = ResourceType::AwsEc2SecurityGroup;
+    let r1 = resource(&cloud, sg, "us-east-1", "sg-1", &[], at(1));
+    let r2 = resource(&cloud, sg, "us-east-1", "sg-2", &[], at(1));
+    let r3 = resource(&other, sg, "us-east-1", "sg-3", &[], at(1));
+    let mut f1 = finding(&insight, &r1, at(100));
+    // Whatever state a caller hands in, an upserted finding holds now: it is open.
+    f1.state = FindingState::Resolved;
+    f1.resolved_at = Some(at(50));
+    let f2 = finding(&insight, &r2, at(100));
+    let f3 = finding(&insight, &r3, at(100));
+    store
+        .upsert_findings(vec![f1.clone(), f2.clone(), f3.clone()])
+        .await
+        .expect("upsert findings");
+    let open = store.count_open_findings().await.expect("count open");
+    assert_eq!(open.get(&insight), Some(&3));
+
+    let by_uid = |uid: &ResourceUid| FindingQuery {
+        insight: Some(insight.clone()),
+        resource_uid: Some(uid.clone()),
+        limit: 10,
+        ..FindingQuery::default()
+    };
+    let stored = store.list_findings(&by_uid(&r1.uid)).await.expect("list");
+    assert_eq!(stored.total, 1);
+    let mut want1 = f1.clone();
+    want1.state = FindingState::Open;
+    want1.resolved_at = None;
+    assert_eq!(stored.items, vec![want1]);
+
+    // The next evaluation (at 200) still sees f1 only, in `cloud`.
+    let mut f1_again = f1.clone();
+    f1_again.first_seen = at(200);
+    f1_again.last_seen = at(200);
+    store
+        .upsert_findings(vec![f1_again])
+        .await
+        .expect("upsert again");
+    let resolved = store
+        .resolve_findings(Some(&cloud), at(200), at(205))
+        .await
+        .expect("resolve");
+    assert_eq!(resolved, 1, "only f2: f3 is in another cloud");
+    assert_eq!(
+        store
+            .resolve_findings(Some(&cloud), at(200), at(206))
+            .await
+            .expect("resolve again"),
+        0,
+        "a resolved finding is not resolved twice"
+    );
+
+    let f2_now = store
+        .list_findings(&by_uid(&r2.uid))
+        .await
+        .expect("list")
+        .items;
+    assert_eq!(f2_now.len(), 1);
+    assert_eq!(f2_now[0].state, FindingState::Resolved);
+    assert_eq!(f2_now[0].resolved_at, Some(at(205)));
+    assert_eq!(f2_now[0].last_seen, at(100));
+    let f1_now = &store
+        .list_findings(&by_uid(&r1.uid))
+        .await
+        .expect("list")
+        .items[0];
+    assert_eq!(
+        (f1_now.state, f1_now.first_seen, f1_now.last_seen),
+        (FindingState::Open, at(100), at(200))
+    );
+    let f3_now = &store
+        .list_findings(&by_uid(&r3.uid))
+        .await
+        .expect("list")
+        .items[0];
+    assert_eq!(f3_now.state, FindingState::Open);
+    assert_eq!(
+        store
+            .count_open_findings()
+            .await
+            .expect("count")
+            .get(&insight),
+        Some(&2)
+    );
+
+    // Seen again at 300: reopened, first_seen kept.
+    let mut f2_back = f2.clone();
+    f2_back.first_seen = at(300);
+    f2_back.last_seen = at(300);
+    store.upsert_findings(vec![f2_back]).await.expect("reopen");
+    let f2_back = &store
+        .list_findings(&by_uid(&r2.uid))
+        .await
+        .expect("list")
+        .items[0];
+    assert_eq!(f2_back.state, FindingState::Open);
+    assert_eq!(f2_back.resolved_at, None);
+    assert_eq!((f2_back.first_seen, f2_back.last_seen), (at(100), at(300)));
+    assert_eq!(
+        store
+            .count_open_findings()
+            .await
+            .expect("count")
+            .get(&insight),
+        Some(&3)
+    );
+
+    // When nothing is open any more, the insight drops out of the open counts.
+    store
+        .upsert_findings(Vec::new())
+        .await
+        .expect("empty batch");
+    for c in [&cloud, &other] {
+        store
+            .resolve_findings(Some(c), at(1000), at(1000))
+            .await
+            .expect("resolve all");
+    }
+    assert_eq!(
+        store
+            .count_open_findings()
+            .await
+            .expect("count")
+            .get(&insight),
+        None
+    );
+}
+
+/// Finding listings filter by insight, resource, cloud and state, and page with a total.
+pub async fn findings_listing_filters_and_pages(store: SharedStore) {
+    let cloud = fresh_cloud("flist");
+    let a = fresh_insight("aws-a");
+    let b = fresh_insight("aws-b");
+    let mut resources = Vec::new();
+    let mut findings = Vec::new();
+    for n in 0..12 {
+        let r = resource(
+            &cloud,
+            ResourceType::AwsEc2Volume,
+            "us-east-1",
+            &format!("vol-{n}"),
+            &[],
+            at(1),
+        );
+        findings.push(finding(&a, &r, at(10)));
+        if n % 3 == 0 {
+            findings.push(finding(&b, &r, if n == 0 { at(5) } else { at(10) }));
+        }
+        resources.push(r);
+    }
+    store
+        .upsert_findings(findings.clone())
+        .await
+        .expect("upsert");
+    // b's finding on vol-0, last seen at 5, is resolved.
+    assert_eq!(
+        store
+            .resolve_findings(Some(&cloud), at(6), at(7))
+            .await
+            .expect("resolve"),
+        1
+    );
+
+    let mut paged = Vec::new();
+    for offset in [0, 5, 10, 15] {
+        let page = store
+            .list_findings(&FindingQuery {
+                insight: Some(a.clone()),
+                limit: 5,
+                offset,
+                ..FindingQuery::default()
+            })
+            .await
+            .expect("page");
+        assert_eq!(page.total, 12);
+        paged.extend(page.items);
+    }
+    assert_eq!(paged.len(), 12);
+    let mut uids: Vec<&ResourceUid> = paged.iter().map(|f| &f.resource_uid).collect();
+    uids.sort();
+    uids.dedup();
+    assert_eq!(uids.len(), 12, "pages neither repeat nor skip");
+
+    let in_cloud = store
+        .list_findings(&FindingQuery {
+            cloud: Some(cloud.clone()),
+            limit: 100,
+            ..FindingQuery::default()
+        })
+        .await
+        .expect("by cloud");
+    assert_eq!(in_cloud.total, 16);
+    let open_b = store
+        .list_findings(&FindingQuery {
+            insight: Some(b.clone()),
+            state: Some(FindingState::Open),
+            limit: 100,
+            ..FindingQuery::default()
+        })
+        .await
+        .expect("open b");
+    assert_eq!(open_b.total, 3);
+    let resolved_in_cloud = store
+        .list_findings(&FindingQuery {
+            cloud: Some(cloud.clone()),
+            state: Some(FindingState::Resolved),
+            limit: 100,
+            ..FindingQuery::default()
+        })
+        .await
+        .expect("resolved");
+    assert_eq!(resolved_in_cloud.total, 1);
+    assert_eq!(resolved_in_cloud.items[0].insight, b);
+    assert_eq!(resolved_in_cloud.items[0].resource, "vol-0");
+    let of_resource = store
+        .list_findings(&FindingQuery {
+            resource_uid: Some(resources[3].uid.clone()),
+            limit: 100,
+            ..FindingQuery::default()
+        })
+        .await
+        .expect("by resource");
+    let insights: Vec<&InsightId> = of_resource.items.iter().map(|f| &f.insight).collect();
+    assert_eq!(of_resource.total, 2);
+    assert!(insights.contains(&&a) && insights.contains(&&b));
+    let only_total = store
+        .list_findings(&FindingQuery {
+            insight: Some(a.clone()),
+            limit: 0,
+            ..FindingQuery::default()
+        })
+        .await
+        .expect("limit 0");
+    assert_eq!((only_total.total, only_total.items.len()), (12, 0));
+}
+
+/// `resolve_findings` with no cloud resolves every cloud's stale findings.
+/// Uses times before every other check's, so it resolves nothing of theirs.
+pub async fn resolve_findings_of_every_cloud(store: SharedStore) {
+    let early = |secs: i64| at(-1_000_000 + secs);
+    let insight = fresh_insight("aws-everywhere");
+    let c1 = fresh_cloud("resolve-1");
+    let c2 = fresh_cloud("resolve-2");
+    let r1 = resource(
+        &c1,
+        ResourceType::AwsKmsKey,
+        "us-east-1",
+        "k1",
+        &[],
+        early(0),
+    );
+    let r2 = resource(
+        &c2,
+        ResourceType::AwsKmsKey,
+        "us-east-1",
+        "k2",
+        &[],
+        early(0),
+    );
+    let r3 = resource(
+        &c2,
+        ResourceType::AwsKmsKey,
+        "us-east-1",
+        "k3",
+        &[],
+        early(0),
+    );
+    store
+        .upsert_findings(vec![
+            finding(&insight, &r1, early(10)),
+            finding(&insight, &r2, early(10)),
+            finding(&insight, &r3, early(20)),
+        ])
+        .await
+        .expect("upsert");
+    let n = store
+        .resolve_findings(None, early(15), early(30))
+        .await
+        .expect("resolve everywhere");
+    assert_eq!(n, 2);
+    let open = store
+        .list_findings(&FindingQuery {
+            insight: Some(insight.clone()),
+            state: Some(FindingState::Open),
+            limit: 10,
+            ..FindingQuery::default()
+        })
+        .await
+        .expect("open");
+    assert_eq!(open.total, 1);
+    assert_eq!(open.items[0].resource_uid, r3.uid);
+}
+
+/// Deleting a cloud removes its resources and findings, and nothing of another cloud.
+pub async fn delete_cloud_removes_its_resources_and_findings(store: SharedStore) {
+    let insight = fresh_insight("aws-del");
+    let mut per_cloud = Vec::new();
+    for label in ["doomed", "spared"] {
+        let id = fresh_cloud(label);
+        store
+            .put_cloud(&CloudAccount {
+                id: id.clone(),
+                provider: Provider::Aws,
+                name: label.into(),
+                regions: vec!["us-east-1".into()],
+                credentials: Credentials::Default,
+                created_at: at(1),
+            })
+            .await
+            .expect("put_cloud");
+        let rs: Vec<Resource> = (0..3)
+            .map(|n| {
+                resource(
+                    &id,
+                    ResourceType::AwsEc2Instance,
+                    "us-east-1",
+                    &format!("{label}-{n}"),
+                    &[],
+                    at(1),
+                )
+            })
+            .collect();
+        store.upsert_resources(rs.clone()).await.expect("upsert");
+        store
+            .upsert_findings(rs.iter().map(|r| finding(&insight, r, at(1))).collect())
+            .await
+            .expect("findings");
+        per_cloud.push((id, rs));
+    }
+    let (doomed, doomed_rs) = &per_cloud[0];
+    let (spared, spared_rs) = &per_cloud[1];
+
+    assert!(store.delete_cloud(doomed).await.expect("delete"));
+    assert_eq!(store.get_cloud(doomed).await.expect("get"), None);
+    assert_eq!(
+        store
+            .list_resources(&everything(doomed))
+            .await
+            .expect("list")
+            .total,
+        0
+    );
+    assert_eq!(get(&store, doomed_rs[0].uid.as_str()).await, None);
+    let scan = ScanQuery {
+        cloud: Some(doomed.clone()),
+        types: vec![],
+    };
+    assert!(store
+        .scan_resources(&scan, None, 10)
+        .await
+        .expect("scan")
+        .is_empty());
+    let fq = |c: &CloudId| FindingQuery {
+        cloud: Some(c.clone()),
+        limit: 10,
+        ..FindingQuery::default()
+    };
+    assert_eq!(
+        store
+            .list_findings(&fq(doomed))
+            .await
+            .expect("findings")
+            .total,
+        0
+    );
+    assert_eq!(
+        store
+            .count_open_findings()
+            .await
+            .expect("count")
+            .get(&insight),
+        Some(&3)
+    );
+
+    assert!(store.get_cloud(spared).await.expect("get").is_some());
+    assert_eq!(
+        store
+            .list_resources(&everything(spared))
+            .await
+            .expect("list")
+            .total,
+        3
+    );
+    assert_eq!(
+        get(&store, spared_rs[0].uid.as_str()).await,
+        Some(spared_rs[0].clone())
+    );
+    assert_eq!(
+        store
+            .list_findings(&fq(spared))
+            .await
+            .expect("findings")
+            .total,
+        3
+    );
+
+    assert!(!store.delete_cloud(doomed).await.expect("delete again"));
+}
+
+/// A store keeps its data across close and reopen of the same url.
+pub async fn reopen_keeps_data(url: &str) {
+    let cloud = fresh_cloud("reopen");
+    let r = resource(
+        &cloud,
+        ResourceType::AwsCloudtrailTrail,
+        "us-east-1",
+        "arn:aws:cloudtrail:us-east-1:123456789012:trail/t",
+        &[("k", "v")],
+        at(5),
+    );
+    let insight = fresh_insight("aws-reopen");
+    let account = CloudAccount {
+        id: cloud.clone(),
+        provider: Provider::Aws,
+        name: "kept".into(),
+        regions: vec!["us-east-1".into()],
+        credentials: Credentials::Keys {
+            access_key_id: "AKID".into(),
+            secret_access_key: "secret".into(),
+            session_token: None,
+        },
+        created_at: at(1),
+    };
+    {
+        let store = open(url).await.expect("open");
+        store.put_cloud(&account).await.expect("put_cloud");
+        store
+            .upsert_resources(vec![r.clone()])
+            .await
+            .expect("upsert");
+        store
+            .upsert_findings(vec![finding(&insight, &r, at(5))])
+            .await
+            .expect("findings");
+    }
+    let store = open(url).await.expect("reopen");
+    assert_eq!(
+        store.get_cloud(&cloud).await.expect("get_cloud"),
+        Some(account)
+    );
+    assert_eq!(get(&store, r.uid.as_str()).await, Some(r));
+    assert_eq!(
+        store
+            .count_open_findings()
+            .await
+            .expect("count")
+            .get(&insight),
+        Some(&1)
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sqlite_file_store_passes_the_contract() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}/nested/dir/palisade.db", dir.path().display());
+        all(open(&url).await.expect("open file store")).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_memory_store_passes_the_contract() {
+        all(open("sqlite::memory:").await.expect("open memory store")).await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_file_store_reopens_with_its_data() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}/p.db", dir.path().display());
+        reopen_keeps_data(&url).await;
+    }
+}

@@ -1,7 +1,1278 @@
-//! The embedded store: SQLite through rusqlite. (Being written.)
+//! The embedded store: SQLite through rusqlite, for a single node.
+//!
+//! Owns: the SQLite schema and its versioned migrations (`sqlite/migrations/*.sql`), the
+//! connections (one writer behind a mutex, a small pool of readers; one connection for
+//! `sqlite::memory:`), and the mapping between rows and `palisade-proto` types.
+//!
+//! Must never: run SQLite on an async worker thread (every call goes through
+//! `spawn_blocking`), hold a result set that grows with the estate (scans are keyset pages),
+//! panic on anything the database returns, or put credentials in an error or a log line.
+//!
+//! Timestamps are stored as integer milliseconds: what comes back is truncated to the
+//! millisecond.
+
 use super::*;
 
+use rusqlite::types::{Value, ValueRef};
+use rusqlite::{
+    params, params_from_iter, Connection, ErrorCode, OpenFlags, Row, TransactionBehavior,
+};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+use tracing::{debug, info, warn};
+
+use palisade_proto::Provider;
+
+/// The migrations this build knows, in order; the last one's version is the schema version.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("sqlite/migrations/0001_init.sql"))];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// How long a connection waits for a lock before it reports the store busy.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Idle reader connections kept open.
+const MAX_IDLE_READERS: usize = 4;
+
+/// Page cache of the writer, in KiB. Harvest batches insert at random uids all over the
+/// table; a cache that holds the hot b-tree pages keeps each batch from re-reading them.
+/// It only grows as far as the database does.
+const WRITER_CACHE_KIB: i64 = 32 * 1024;
+
+/// WAL pages between automatic checkpoints (the default is 1000). A harvest batch dirties
+/// pages all over the uid-ordered table; checkpointing rarely writes each page back once
+/// for many batches instead of once per batch, and fsyncs far less often.
+const WAL_AUTOCHECKPOINT_PAGES: i64 = 16 * 1024;
+
+/// The size the WAL file is truncated to after a checkpoint, in bytes.
+const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
+
+/// Prepared statements cached per connection.
+const STATEMENT_CACHE: usize = 64;
+
+const RESOURCE_COLUMNS: &str = "uid, cloud, provider, account, region, rtype, id, name, \
+     first_seen, last_seen, deleted_at, tags, properties";
+
+const FINDING_COLUMNS: &str = "insight, resource_uid, resource, resource_type, region, cloud, \
+     state, first_seen, last_seen, resolved_at";
+
+const UPSERT_RESOURCE: &str = "INSERT INTO resources (uid, cloud, provider, account, region, \
+     rtype, id, name, first_seen, last_seen, deleted_at, tags, properties) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, NULL, ?11, ?12) \
+     ON CONFLICT (uid) DO UPDATE SET cloud = excluded.cloud, provider = excluded.provider, \
+     account = excluded.account, region = excluded.region, rtype = excluded.rtype, \
+     id = excluded.id, name = excluded.name, last_seen = excluded.last_seen, \
+     deleted_at = NULL, tags = excluded.tags, properties = excluded.properties";
+
+const UPSERT_FINDING: &str = "INSERT INTO findings (insight, resource_uid, resource, \
+     resource_type, region, cloud, state, first_seen, last_seen, resolved_at) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'open', ?7, ?8, NULL) \
+     ON CONFLICT (insight, resource_uid) DO UPDATE SET resource = excluded.resource, \
+     resource_type = excluded.resource_type, region = excluded.region, cloud = excluded.cloud, \
+     state = 'open', last_seen = excluded.last_seen, resolved_at = NULL";
+
+/// Where a `sqlite:` url points.
+#[derive(Clone, Debug, PartialEq)]
+enum Location {
+    Memory,
+    File(PathBuf),
+}
+
+/// Parse `sqlite://relative/path`, `sqlite:///absolute/path` or `sqlite::memory:`.
+fn parse_url(url: &str) -> Result<Location, StoreError> {
+    if url == "sqlite::memory:" {
+        return Ok(Location::Memory);
+    }
+    match url.strip_prefix("sqlite://") {
+        // `sqlite:///abs` leaves `/abs`; `sqlite://rel` leaves `rel`.
+        Some(path) if !path.is_empty() && !path.ends_with('/') && !path.contains('?') => {
+            Ok(Location::File(PathBuf::from(path)))
+        }
+        _ => Err(StoreError::UnsupportedUrl(url.to_string())),
+    }
+}
+
 /// Open (creating and migrating) the SQLite database a `sqlite:` url names.
-pub async fn open(_url: &str) -> Result<SharedStore, StoreError> {
-    Err(StoreError::Unavailable("not yet implemented".into()))
+pub async fn open(url: &str) -> Result<SharedStore, StoreError> {
+    let location = parse_url(url)?;
+    let store = tokio::task::spawn_blocking(move || SqliteStore::open_blocking(location))
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("opening the store failed: {e}")))??;
+    Ok(Arc::new(store))
+}
+
+/// The SQLite store. Cheap to share behind an `Arc`.
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// The only connection that writes (and, in memory, the only connection).
+    writer: Mutex<Connection>,
+    /// Reader connections to the same file; none for an in-memory database.
+    readers: Option<ReaderPool>,
+}
+
+/// Reader connections to a WAL database, opened on demand, a few kept idle.
+struct ReaderPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl ReaderPool {
+    fn take(&self) -> Result<Connection, StoreError> {
+        let pooled = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        match pooled {
+            Some(conn) => Ok(conn),
+            None => {
+                let conn = Connection::open_with_flags(
+                    &self.path,
+                    OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .map_err(|e| unavailable("open reader", e))?;
+                configure(&conn, false).map_err(|e| unavailable("configure reader", e))?;
+                conn.pragma_update(None, "query_only", true)
+                    .map_err(|e| unavailable("configure reader", e))?;
+                Ok(conn)
+            }
+        }
+    }
+
+    fn give(&self, conn: Connection) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < MAX_IDLE_READERS {
+            idle.push(conn);
+        }
+    }
+}
+
+/// Connection settings every connection gets: WAL (files only), NORMAL sync, busy timeout.
+fn configure(conn: &Connection, file_writer: bool) -> rusqlite::Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    if file_writer {
+        conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
+        conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)?;
+        conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
+        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            warn!(mode, "sqlite refused WAL mode");
+        }
+    }
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    Ok(())
+}
+
+/// Apply the migrations the database lacks; refuse a database newer than this build.
+fn migrate(conn: &mut Connection) -> Result<i64, StoreError> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_version (
+             version INTEGER PRIMARY KEY NOT NULL,
+             applied_at INTEGER NOT NULL
+         )",
+    )
+    .map_err(|e| query("create schema_version", e))?;
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|e| query("begin migration", e))?;
+    let found: i64 = tx
+        .query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_version",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(|e| query("read schema version", e))?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::UnknownSchema {
+            found,
+            known: SCHEMA_VERSION,
+        });
+    }
+    let now = chrono::Utc::now().timestamp_millis();
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > found) {
+        debug!(version, "applying store migration");
+        tx.execute_batch(sql)
+            .map_err(|e| query(&format!("migration {version}"), e))?;
+        tx.execute(
+            "INSERT INTO schema_version (version, applied_at) VALUES (?1, ?2)",
+            params![version, now],
+        )
+        .map_err(|e| query("record schema version", e))?;
+    }
+    tx.commit().map_err(|e| query("commit migration", e))?;
+    Ok(found.max(SCHEMA_VERSION))
+}
+
+impl SqliteStore {
+    fn open_blocking(location: Location) -> Result<SqliteStore, StoreError> {
+        let (mut writer, readers) = match &location {
+            Location::Memory => {
+                let conn = Connection::open_in_memory().map_err(|e| unavailable("open", e))?;
+                configure(&conn, false).map_err(|e| unavailable("configure", e))?;
+                (conn, None)
+            }
+            Location::File(path) => {
+                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(parent).map_err(|e| {
+                        StoreError::Unavailable(format!(
+                            "cannot create directory {}: {e}",
+                            parent.display()
+                        ))
+                    })?;
+                }
+                let conn = Connection::open(path)
+                    .map_err(|e| unavailable(&format!("open {}", path.display()), e))?;
+                configure(&conn, true).map_err(|e| unavailable("configure", e))?;
+                let pool = ReaderPool {
+                    path: path.clone(),
+                    idle: Mutex::new(Vec::new()),
+                };
+                (conn, Some(pool))
+            }
+        };
+        let version = migrate(&mut writer)?;
+        match &location {
+            Location::Memory => info!(schema = version, "store open in memory"),
+            Location::File(path) => {
+                info!(path = %path.display(), schema = version, "store open")
+            }
+        }
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                writer: Mutex::new(writer),
+                readers,
+            }),
+        })
+    }
+
+    /// Run `f` on a reader connection in a blocking task.
+    async fn read<T, F>(&self, op: &'static str, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        let result = tokio::task::spawn_blocking(move || match &inner.readers {
+            Some(pool) => {
+                let conn = pool.take()?;
+                let out = f(&conn);
+                pool.give(conn);
+                out
+            }
+            None => {
+                let conn = inner.writer.lock().unwrap_or_else(|p| p.into_inner());
+                f(&conn)
+            }
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(StoreError::Unavailable(format!(
+                "{op}: store task failed: {e}"
+            )))
+        });
+        count_error(op, result)
+    }
+
+    /// Run `f` on the writer connection in a blocking task.
+    async fn write<T, F>(&self, op: &'static str, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        let result = tokio::task::spawn_blocking(move || {
+            let mut conn = inner.writer.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut conn)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(StoreError::Unavailable(format!(
+                "{op}: store task failed: {e}"
+            )))
+        });
+        count_error(op, result)
+    }
+}
+
+fn count_error<T>(op: &'static str, result: Result<T, StoreError>) -> Result<T, StoreError> {
+    if let Err(e) = &result {
+        crate::metrics::inc("palisade_store_errors_total", &[("op", op)]);
+        warn!(op, error = %e, "store operation failed");
+    }
+    result
+}
+
+/// A rusqlite error as a store error: lock, I/O and open failures say the store is
+/// unavailable; anything else is a failed query.
+fn query(context: &str, e: rusqlite::Error) -> StoreError {
+    let transient = matches!(
+        e.sqlite_error_code(),
+        Some(
+            ErrorCode::DatabaseBusy
+                | ErrorCode::DatabaseLocked
+                | ErrorCode::CannotOpen
+                | ErrorCode::SystemIoFailure
+                | ErrorCode::DiskFull
+                | ErrorCode::ReadOnly
+                | ErrorCode::NotADatabase
+        )
+    );
+    if transient {
+        StoreError::Unavailable(format!("{context}: {e}"))
+    } else {
+        StoreError::Query(format!("{context}: {e}"))
+    }
+}
+
+fn unavailable(context: &str, e: rusqlite::Error) -> StoreError {
+    StoreError::Unavailable(format!("{context}: {e}"))
+}
+
+fn ms(ts: Timestamp) -> i64 {
+    ts.timestamp_millis()
+}
+
+fn from_ms(ms: i64, what: &str) -> Result<Timestamp, StoreError> {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .ok_or_else(|| StoreError::Corrupt(format!("{what} {ms} is not a valid time")))
+}
+
+fn text<'r>(row: &'r Row<'_>, idx: usize) -> Result<&'r str, StoreError> {
+    match row.get_ref(idx) {
+        Ok(ValueRef::Text(bytes)) => std::str::from_utf8(bytes)
+            .map_err(|_| StoreError::Corrupt(format!("column {idx} is not utf-8"))),
+        Ok(other) => Err(StoreError::Corrupt(format!(
+            "column {idx} is {:?}, not text",
+            other.data_type()
+        ))),
+        Err(e) => Err(query("read column", e)),
+    }
+}
+
+fn int(row: &Row<'_>, idx: usize) -> Result<i64, StoreError> {
+    match row.get_ref(idx) {
+        Ok(ValueRef::Integer(i)) => Ok(i),
+        Ok(other) => Err(StoreError::Corrupt(format!(
+            "column {idx} is {:?}, not an integer",
+            other.data_type()
+        ))),
+        Err(e) => Err(query("read column", e)),
+    }
+}
+
+fn opt_int(row: &Row<'_>, idx: usize) -> Result<Option<i64>, StoreError> {
+    match row.get_ref(idx) {
+        Ok(ValueRef::Null) => Ok(None),
+        Ok(_) => int(row, idx).map(Some),
+        Err(e) => Err(query("read column", e)),
+    }
+}
+
+/// A row of [`RESOURCE_COLUMNS`] as a resource.
+fn resource_from_row(row: &Row<'_>) -> Result<Resource, StoreError> {
+    let uid = text(row, 0)?;
+    let corrupt = |what: &str, detail: String| {
+        StoreError::Corrupt(format!("resource {uid}: {what}: {detail}"))
+    };
+    let provider: Provider = text(row, 2)?
+        .parse()
+        .map_err(|e: String| corrupt("provider", e))?;
+    let rtype: ResourceType = text(row, 5)?
+        .parse()
+        .map_err(|e: String| corrupt("type", e))?;
+    let tags_json = text(row, 11)?;
+    let tags = if tags_json == "{}" {
+        BTreeMap::new()
+    } else {
+        serde_json::from_str(tags_json).map_err(|e| corrupt("tags", e.to_string()))?
+    };
+    let properties =
+        serde_json::from_str(text(row, 12)?).map_err(|e| corrupt("properties", e.to_string()))?;
+    Ok(Resource {
+        uid: ResourceUid(uid.to_owned()),
+        cloud: CloudId(text(row, 1)?.to_owned()),
+        provider,
+        account: text(row, 3)?.to_owned(),
+        region: text(row, 4)?.to_owned(),
+        rtype,
+        id: text(row, 6)?.to_owned(),
+        name: text(row, 7)?.to_owned(),
+        tags,
+        properties,
+        first_seen: from_ms(int(row, 8)?, "first_seen")?,
+        last_seen: from_ms(int(row, 9)?, "last_seen")?,
+        deleted_at: opt_int(row, 10)?
+            .map(|v| from_ms(v, "deleted_at"))
+            .transpose()?,
+    })
+}
+
+/// A row of [`FINDING_COLUMNS`] as a finding.
+fn finding_from_row(row: &Row<'_>) -> Result<Finding, StoreError> {
+    let insight = text(row, 0)?;
+    let rtype: ResourceType = text(row, 3)?
+        .parse()
+        .map_err(|e: String| StoreError::Corrupt(format!("finding of {insight}: {e}")))?;
+    let state = match text(row, 6)? {
+        "open" => FindingState::Open,
+        "resolved" => FindingState::Resolved,
+        other => {
+            return Err(StoreError::Corrupt(format!(
+                "finding of {insight}: unknown state {other:?}"
+            )))
+        }
+    };
+    Ok(Finding {
+        insight: InsightId(insight.to_owned()),
+        resource_uid: ResourceUid(text(row, 1)?.to_owned()),
+        resource: text(row, 2)?.to_owned(),
+        resource_type: rtype,
+        region: text(row, 4)?.to_owned(),
+        cloud: CloudId(text(row, 5)?.to_owned()),
+        state,
+        first_seen: from_ms(int(row, 7)?, "first_seen")?,
+        last_seen: from_ms(int(row, 8)?, "last_seen")?,
+        resolved_at: opt_int(row, 9)?
+            .map(|v| from_ms(v, "resolved_at"))
+            .transpose()?,
+    })
+}
+
+/// A row of the clouds table as a cloud account. Errors never quote the credentials.
+fn cloud_from_row(row: &Row<'_>) -> Result<CloudAccount, StoreError> {
+    let id = text(row, 0)?;
+    let corrupt = |what: &str| StoreError::Corrupt(format!("cloud {id}: {what} is not valid"));
+    Ok(CloudAccount {
+        id: CloudId(id.to_owned()),
+        provider: text(row, 1)?.parse().map_err(|_| corrupt("provider"))?,
+        name: text(row, 2)?.to_owned(),
+        regions: serde_json::from_str(text(row, 3)?).map_err(|_| corrupt("regions"))?,
+        credentials: serde_json::from_str(text(row, 4)?).map_err(|_| corrupt("credentials"))?,
+        created_at: from_ms(int(row, 5)?, "created_at")?,
+    })
+}
+
+/// Run a prepared (cached) query and decode every row.
+fn collect<T>(
+    conn: &Connection,
+    sql: &str,
+    args: impl rusqlite::Params,
+    capacity: usize,
+    decode: impl Fn(&Row<'_>) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql).map_err(|e| query("prepare", e))?;
+    let mut rows = stmt.query(args).map_err(|e| query("query", e))?;
+    let mut out = Vec::with_capacity(capacity);
+    while let Some(row) = rows.next().map_err(|e| query("step", e))? {
+        out.push(decode(row)?);
+    }
+    Ok(out)
+}
+
+fn count(conn: &Connection, sql: &str, args: &[Value]) -> Result<u64, StoreError> {
+    let mut stmt = conn.prepare_cached(sql).map_err(|e| query("prepare", e))?;
+    let n: i64 = stmt
+        .query_row(params_from_iter(args.iter()), |r| r.get(0))
+        .map_err(|e| query("count", e))?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// `WHERE` clauses and their arguments for a resource listing.
+fn resource_filter(q: &ResourceQuery) -> (String, Vec<Value>) {
+    let mut clauses: Vec<&str> = Vec::new();
+    let mut args = Vec::new();
+    if !q.include_deleted {
+        clauses.push("deleted_at IS NULL");
+    }
+    if let Some(cloud) = &q.cloud {
+        clauses.push("cloud = ?");
+        args.push(Value::Text(cloud.0.clone()));
+    }
+    if let Some(rtype) = q.rtype {
+        clauses.push("rtype = ?");
+        args.push(Value::Text(rtype.as_str().to_owned()));
+    }
+    if let Some(region) = &q.region {
+        clauses.push("region = ?");
+        args.push(Value::Text(region.clone()));
+    }
+    if let Some(tag) = &q.tag {
+        match tag.split_once('=') {
+            Some((key, value)) => {
+                clauses.push(
+                    "EXISTS (SELECT 1 FROM json_each(resources.tags) AS t \
+                     WHERE t.key = ? AND t.value = ?)",
+                );
+                args.push(Value::Text(key.to_owned()));
+                args.push(Value::Text(value.to_owned()));
+            }
+            None => {
+                clauses
+                    .push("EXISTS (SELECT 1 FROM json_each(resources.tags) AS t WHERE t.key = ?)");
+                args.push(Value::Text(tag.clone()));
+            }
+        }
+    }
+    let sql = if clauses.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", clauses.join(" AND "))
+    };
+    (sql, args)
+}
+
+fn finding_filter(q: &FindingQuery) -> (String, Vec<Value>) {
+    let mut clauses: Vec<&str> = Vec::new();
+    let mut args = Vec::new();
+    if let Some(insight) = &q.insight {
+        clauses.push("insight = ?");
+        args.push(Value::Text(insight.0.clone()));
+    }
+    if let Some(uid) = &q.resource_uid {
+        clauses.push("resource_uid = ?");
+        args.push(Value::Text(uid.0.clone()));
+    }
+    if let Some(cloud) = &q.cloud {
+        clauses.push("cloud = ?");
+        args.push(Value::Text(cloud.0.clone()));
+    }
+    if let Some(state) = q.state {
+        clauses.push("state = ?");
+        args.push(Value::Text(state.as_str().to_owned()));
+    }
+    let sql = if clauses.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", clauses.join(" AND "))
+    };
+    (sql, args)
+}
+
+/// The keyset scan's SQL. The `+` before `cloud` and `rtype` keeps SQLite from choosing a
+/// secondary index: the scan must walk the uid-clustered table in order, not sort.
+fn scan_sql(query: &ScanQuery, has_after: bool) -> String {
+    let mut sql = format!("SELECT {RESOURCE_COLUMNS} FROM resources WHERE deleted_at IS NULL");
+    if has_after {
+        sql.push_str(" AND uid > ?");
+    }
+    if query.cloud.is_some() {
+        sql.push_str(" AND +cloud = ?");
+    }
+    if !query.types.is_empty() {
+        sql.push_str(" AND +rtype IN (");
+        for i in 0..query.types.len() {
+            sql.push_str(if i == 0 { "?" } else { ", ?" });
+        }
+        sql.push(')');
+    }
+    sql.push_str(" ORDER BY uid LIMIT ?");
+    sql
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn put_cloud(&self, cloud: &CloudAccount) -> Result<(), StoreError> {
+        let id = cloud.id.0.clone();
+        let provider = cloud.provider.as_str();
+        let name = cloud.name.clone();
+        let regions = serde_json::to_string(&cloud.regions)
+            .map_err(|e| StoreError::Query(format!("encode regions: {e}")))?;
+        // Never quote the serde error: it could carry part of a secret.
+        let credentials = serde_json::to_string(&cloud.credentials)
+            .map_err(|_| StoreError::Query("encode credentials failed".into()))?;
+        let created_at = ms(cloud.created_at);
+        self.write("put_cloud", move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO clouds (id, provider, name, regions, credentials, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                 ON CONFLICT (id) DO UPDATE SET provider = excluded.provider, \
+                 name = excluded.name, regions = excluded.regions, \
+                 credentials = excluded.credentials, created_at = excluded.created_at",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    id,
+                    provider,
+                    name,
+                    regions,
+                    credentials,
+                    created_at
+                ])
+            })
+            .map_err(|e| query("put cloud", e))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_cloud(&self, id: &CloudId) -> Result<Option<CloudAccount>, StoreError> {
+        let id = id.0.clone();
+        self.read("get_cloud", move |conn| {
+            let mut found = collect(
+                conn,
+                "SELECT id, provider, name, regions, credentials, created_at FROM clouds \
+                 WHERE id = ?1",
+                params![id],
+                1,
+                cloud_from_row,
+            )?;
+            Ok(found.pop())
+        })
+        .await
+    }
+
+    async fn list_clouds(&self) -> Result<Vec<CloudAccount>, StoreError> {
+        self.read("list_clouds", |conn| {
+            collect(
+                conn,
+                "SELECT id, provider, name, regions, credentials, created_at FROM clouds \
+                 ORDER BY created_at, id",
+                [],
+                0,
+                cloud_from_row,
+            )
+        })
+        .await
+    }
+
+    async fn delete_cloud(&self, id: &CloudId) -> Result<bool, StoreError> {
+        let id = id.0.clone();
+        self.write("delete_cloud", move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| query("begin delete cloud", e))?;
+            tx.execute("DELETE FROM findings WHERE cloud = ?1", params![id])
+                .map_err(|e| query("delete findings of cloud", e))?;
+            tx.execute("DELETE FROM resources WHERE cloud = ?1", params![id])
+                .map_err(|e| query("delete resources of cloud", e))?;
+            let n = tx
+                .execute("DELETE FROM clouds WHERE id = ?1", params![id])
+                .map_err(|e| query("delete cloud", e))?;
+            tx.commit().map_err(|e| query("commit delete cloud", e))?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn upsert_resources(&self, batch: Vec<Resource>) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.write("upsert_resources", move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| query("begin upsert resources", e))?;
+            {
+                let mut stmt = tx
+                    .prepare_cached(UPSERT_RESOURCE)
+                    .map_err(|e| query("prepare upsert resources", e))?;
+                let mut tags: Vec<u8> = Vec::new();
+                let mut props: Vec<u8> = Vec::new();
+                for r in &batch {
+                    tags.clear();
+                    props.clear();
+                    serde_json::to_writer(&mut tags, &r.tags)
+                        .map_err(|e| StoreError::Query(format!("encode tags of {}: {e}", r.uid)))?;
+                    serde_json::to_writer(&mut props, &r.properties).map_err(|e| {
+                        StoreError::Query(format!("encode properties of {}: {e}", r.uid))
+                    })?;
+                    let tags = json_text(&tags)?;
+                    let props = json_text(&props)?;
+                    stmt.execute(params![
+                        r.uid.0,
+                        r.cloud.0,
+                        r.provider.as_str(),
+                        r.account,
+                        r.region,
+                        r.rtype.as_str(),
+                        r.id,
+                        r.name,
+                        ms(r.first_seen),
+                        ms(r.last_seen),
+                        tags,
+                        props,
+                    ])
+                    .map_err(|e| query(&format!("upsert resource {}", r.uid), e))?;
+                }
+            }
+            tx.commit()
+                .map_err(|e| query("commit upsert resources", e))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn mark_deleted(&self, sweep: &DeletionSweep) -> Result<u64, StoreError> {
+        let sweep = sweep.clone();
+        self.write("mark_deleted", move |conn| {
+            let mut sql = String::from(
+                "UPDATE resources SET deleted_at = ?1 WHERE cloud = ?2 AND rtype = ?3 \
+                 AND deleted_at IS NULL AND last_seen < ?4",
+            );
+            let mut args = vec![
+                Value::Integer(ms(sweep.now)),
+                Value::Text(sweep.cloud.0.clone()),
+                Value::Text(sweep.rtype.as_str().to_owned()),
+                Value::Integer(ms(sweep.seen_before)),
+            ];
+            if let Some(region) = &sweep.region {
+                sql.push_str(" AND region = ?5");
+                args.push(Value::Text(region.clone()));
+            }
+            let n = conn
+                .prepare_cached(&sql)
+                .and_then(|mut s| s.execute(params_from_iter(args.iter())))
+                .map_err(|e| query("mark deleted", e))?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn list_resources(&self, q: &ResourceQuery) -> Result<Page<Resource>, StoreError> {
+        let (filter, args) = resource_filter(q);
+        let limit = i64::from(q.limit);
+        let offset = to_i64(q.offset);
+        self.read("list_resources", move |conn| {
+            let tx = conn
+                .unchecked_transaction()
+                .map_err(|e| query("begin list resources", e))?;
+            let total = count(
+                &tx,
+                &format!("SELECT COUNT(*) FROM resources{filter}"),
+                &args,
+            )?;
+            let sql = format!(
+                "SELECT {RESOURCE_COLUMNS} FROM resources{filter} \
+                 ORDER BY rtype, region, id, uid LIMIT ? OFFSET ?"
+            );
+            let mut page_args = args;
+            page_args.push(Value::Integer(limit));
+            page_args.push(Value::Integer(offset));
+            let cap = usize::try_from(limit).unwrap_or(0).min(1000);
+            let items = collect(
+                &tx,
+                &sql,
+                params_from_iter(page_args.iter()),
+                cap,
+                resource_from_row,
+            )?;
+            Ok(Page { total, items })
+        })
+        .await
+    }
+
+    async fn get_resource(&self, key: &str) -> Result<Option<Resource>, StoreError> {
+        let key = key.to_owned();
+        self.read("get_resource", move |conn| {
+            let by_uid = collect(
+                conn,
+                &format!("SELECT {RESOURCE_COLUMNS} FROM resources WHERE uid = ?1"),
+                params![key],
+                1,
+                resource_from_row,
+            )?;
+            if let Some(r) = by_uid.into_iter().next() {
+                return Ok(Some(r));
+            }
+            let mut by_id = collect(
+                conn,
+                &format!(
+                    "SELECT {RESOURCE_COLUMNS} FROM resources \
+                     WHERE id = ?1 AND deleted_at IS NULL LIMIT 2"
+                ),
+                params![key],
+                2,
+                resource_from_row,
+            )?;
+            Ok(if by_id.len() == 1 { by_id.pop() } else { None })
+        })
+        .await
+    }
+
+    async fn scan_resources(
+        &self,
+        query: &ScanQuery,
+        after: Option<&ResourceUid>,
+        limit: usize,
+    ) -> Result<Vec<Resource>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let sql = scan_sql(query, after.is_some());
+        let mut args: Vec<Value> = Vec::with_capacity(query.types.len() + 3);
+        if let Some(after) = after {
+            args.push(Value::Text(after.0.clone()));
+        }
+        if let Some(cloud) = &query.cloud {
+            args.push(Value::Text(cloud.0.clone()));
+        }
+        for t in &query.types {
+            args.push(Value::Text(t.as_str().to_owned()));
+        }
+        args.push(Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
+        // Pre-size for a full page, within reason.
+        let cap = limit.min(10_000);
+        self.read("scan_resources", move |conn| {
+            collect(
+                conn,
+                &sql,
+                params_from_iter(args.iter()),
+                cap,
+                resource_from_row,
+            )
+        })
+        .await
+    }
+
+    async fn count_resources_by_type(
+        &self,
+        cloud: Option<&CloudId>,
+    ) -> Result<BTreeMap<ResourceType, u64>, StoreError> {
+        let cloud = cloud.map(|c| c.0.clone());
+        self.read("count_resources_by_type", move |conn| {
+            let (sql, args) = match cloud {
+                Some(c) => (
+                    "SELECT rtype, COUNT(*) FROM resources WHERE deleted_at IS NULL \
+                     AND cloud = ?1 GROUP BY rtype",
+                    vec![Value::Text(c)],
+                ),
+                None => (
+                    "SELECT rtype, COUNT(*) FROM resources WHERE deleted_at IS NULL \
+                     GROUP BY rtype",
+                    vec![],
+                ),
+            };
+            let rows = collect(conn, sql, params_from_iter(args.iter()), 16, |row| {
+                let rtype: ResourceType = text(row, 0)?
+                    .parse()
+                    .map_err(|e: String| StoreError::Corrupt(e))?;
+                Ok((rtype, u64::try_from(int(row, 1)?).unwrap_or(0)))
+            })?;
+            Ok(rows.into_iter().collect())
+        })
+        .await
+    }
+
+    async fn upsert_findings(&self, batch: Vec<Finding>) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.write("upsert_findings", move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| query("begin upsert findings", e))?;
+            {
+                let mut stmt = tx
+                    .prepare_cached(UPSERT_FINDING)
+                    .map_err(|e| query("prepare upsert findings", e))?;
+                for f in &batch {
+                    stmt.execute(params![
+                        f.insight.0,
+                        f.resource_uid.0,
+                        f.resource,
+                        f.resource_type.as_str(),
+                        f.region,
+                        f.cloud.0,
+                        ms(f.first_seen),
+                        ms(f.last_seen),
+                    ])
+                    .map_err(|e| {
+                        query(
+                            &format!("upsert finding {} of {}", f.insight, f.resource_uid),
+                            e,
+                        )
+                    })?;
+                }
+            }
+            tx.commit()
+                .map_err(|e| query("commit upsert findings", e))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn resolve_findings(
+        &self,
+        cloud: Option<&CloudId>,
+        seen_before: Timestamp,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        let cloud = cloud.map(|c| c.0.clone());
+        self.write("resolve_findings", move |conn| {
+            let mut sql = String::from(
+                "UPDATE findings SET state = 'resolved', resolved_at = ?1 \
+                 WHERE state = 'open' AND last_seen < ?2",
+            );
+            let mut args = vec![Value::Integer(ms(now)), Value::Integer(ms(seen_before))];
+            if let Some(cloud) = cloud {
+                sql.push_str(" AND cloud = ?3");
+                args.push(Value::Text(cloud));
+            }
+            let n = conn
+                .prepare_cached(&sql)
+                .and_then(|mut s| s.execute(params_from_iter(args.iter())))
+                .map_err(|e| query("resolve findings", e))?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn list_findings(&self, q: &FindingQuery) -> Result<Page<Finding>, StoreError> {
+        let (filter, args) = finding_filter(q);
+        let limit = i64::from(q.limit);
+        let offset = to_i64(q.offset);
+        self.read("list_findings", move |conn| {
+            let tx = conn
+                .unchecked_transaction()
+                .map_err(|e| query("begin list findings", e))?;
+            let total = count(
+                &tx,
+                &format!("SELECT COUNT(*) FROM findings{filter}"),
+                &args,
+            )?;
+            let sql = format!(
+                "SELECT {FINDING_COLUMNS} FROM findings{filter} \
+                 ORDER BY insight, resource_uid LIMIT ? OFFSET ?"
+            );
+            let mut page_args = args;
+            page_args.push(Value::Integer(limit));
+            page_args.push(Value::Integer(offset));
+            let cap = usize::try_from(limit).unwrap_or(0).min(1000);
+            let items = collect(
+                &tx,
+                &sql,
+                params_from_iter(page_args.iter()),
+                cap,
+                finding_from_row,
+            )?;
+            Ok(Page { total, items })
+        })
+        .await
+    }
+
+    async fn count_open_findings(&self) -> Result<BTreeMap<InsightId, u64>, StoreError> {
+        self.read("count_open_findings", |conn| {
+            let rows = collect(
+                conn,
+                "SELECT insight, COUNT(*) FROM findings WHERE state = 'open' GROUP BY insight",
+                [],
+                32,
+                |row| {
+                    Ok((
+                        InsightId(text(row, 0)?.to_owned()),
+                        u64::try_from(int(row, 1)?).unwrap_or(0),
+                    ))
+                },
+            )?;
+            Ok(rows.into_iter().collect())
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.read("ping", |conn| {
+            conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
+                .map_err(|e| query("ping", e))?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+/// serde_json's output as text (it is always UTF-8).
+fn json_text(buf: &[u8]) -> Result<&str, StoreError> {
+    std::str::from_utf8(buf).map_err(|e| StoreError::Query(format!("encoded json: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::contract::{at, fresh_cloud, resource};
+    use palisade_proto::Credentials;
+
+    fn file_url(dir: &tempfile::TempDir) -> (String, PathBuf) {
+        let path = dir.path().join("palisade.db");
+        (format!("sqlite://{}", path.display()), path)
+    }
+
+    #[test]
+    fn urls_parse() {
+        assert_eq!(parse_url("sqlite::memory:").ok(), Some(Location::Memory));
+        assert_eq!(
+            parse_url("sqlite://data/palisade.db").ok(),
+            Some(Location::File(PathBuf::from("data/palisade.db")))
+        );
+        assert_eq!(
+            parse_url("sqlite:///var/lib/palisade/p.db").ok(),
+            Some(Location::File(PathBuf::from("/var/lib/palisade/p.db")))
+        );
+        for bad in [
+            "sqlite://",
+            "sqlite:///",
+            "sqlite:foo.db",
+            "mysql://x",
+            "sqlite://a.db?x=1",
+        ] {
+            assert!(
+                matches!(parse_url(bad), Err(StoreError::UnsupportedUrl(_))),
+                "{bad} should be refused"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_relative_url_is_relative_to_the_working_directory() {
+        // Climb from the working directory to the root with `..`, then down into a temp
+        // directory: a relative url that touches nothing but the temp directory.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cwd = std::env::current_dir().expect("cwd");
+        let up = "../".repeat(cwd.components().count().saturating_sub(1));
+        let target = dir.path().join("new/sub/p.db");
+        let below_root = target.strip_prefix("/").expect("absolute temp dir");
+        let rel = format!("{up}{}", below_root.display());
+        assert!(!rel.starts_with('/'));
+        let store = open(&format!("sqlite://{rel}"))
+            .await
+            .expect("open relative");
+        store.ping().await.expect("ping");
+        assert!(target.is_file(), "{} should exist", target.display());
+    }
+
+    #[tokio::test]
+    async fn a_new_file_is_migrated_in_wal_mode() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (url, path) = file_url(&dir);
+        let _store = open(&url).await.expect("open");
+        let conn = Connection::open(&path).expect("raw open");
+        let version: i64 = conn
+            .query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))
+            .expect("version");
+        assert_eq!(version, SCHEMA_VERSION);
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .expect("journal mode");
+        assert_eq!(mode, "wal");
+    }
+
+    #[tokio::test]
+    async fn a_schema_from_the_future_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (url, path) = file_url(&dir);
+        drop(open(&url).await.expect("create"));
+        let conn = Connection::open(&path).expect("raw open");
+        conn.execute(
+            "INSERT INTO schema_version (version, applied_at) VALUES (?1, 0)",
+            params![SCHEMA_VERSION + 1],
+        )
+        .expect("pretend a newer build migrated");
+        drop(conn);
+        match open(&url).await {
+            Err(StoreError::UnknownSchema { found, known }) => {
+                assert_eq!((found, known), (SCHEMA_VERSION + 1, SCHEMA_VERSION));
+            }
+            Err(other) => panic!("expected UnknownSchema, got {other}"),
+            Ok(_) => panic!("a newer schema must be refused"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_batch_leaves_the_previous_state() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (url, path) = file_url(&dir);
+        let store = open(&url).await.expect("open");
+        let cloud = fresh_cloud("atomic");
+        let rtype = ResourceType::AwsEc2Instance;
+        let before = resource(&cloud, rtype, "us-east-1", "i-before", &[], at(1));
+        store
+            .upsert_resources(vec![before.clone()])
+            .await
+            .expect("first batch");
+
+        // Make the database refuse one row, as a full disk or a crash would mid-batch.
+        let conn = Connection::open(&path).expect("raw open");
+        conn.execute_batch(
+            "CREATE TRIGGER poison BEFORE INSERT ON resources WHEN NEW.id = 'i-poison'
+             BEGIN SELECT RAISE(ABORT, 'poisoned row'); END;",
+        )
+        .expect("trigger");
+        drop(conn);
+
+        let mut changed = before.clone();
+        changed.name = "changed".into();
+        changed.last_seen = at(2);
+        let new = resource(&cloud, rtype, "us-east-1", "i-new", &[], at(2));
+        let poison = resource(&cloud, rtype, "us-east-1", "i-poison", &[], at(2));
+        let err = store
+            .upsert_resources(vec![changed, new.clone(), poison])
+            .await
+            .expect_err("the batch must fail");
+        assert!(err.to_string().contains("poisoned row"), "{err}");
+
+        assert_eq!(
+            store.get_resource(before.uid.as_str()).await.expect("get"),
+            Some(before)
+        );
+        assert_eq!(
+            store.get_resource(new.uid.as_str()).await.expect("get"),
+            None
+        );
+        // The writer is usable after the failure.
+        store
+            .upsert_resources(vec![new.clone()])
+            .await
+            .expect("next batch");
+        assert!(store
+            .get_resource(new.uid.as_str())
+            .await
+            .expect("get")
+            .is_some());
+    }
+
+    #[tokio::test]
+    async fn corrupt_credentials_are_reported_without_the_secret() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (url, path) = file_url(&dir);
+        let store = open(&url).await.expect("open");
+        let id = fresh_cloud("corrupt");
+        store
+            .put_cloud(&CloudAccount {
+                id: id.clone(),
+                provider: palisade_proto::Provider::Aws,
+                name: "x".into(),
+                regions: vec![],
+                credentials: Credentials::Default,
+                created_at: at(1),
+            })
+            .await
+            .expect("put_cloud");
+        let conn = Connection::open(&path).expect("raw open");
+        conn.execute(
+            "UPDATE clouds SET credentials = ?1 WHERE id = ?2",
+            params![
+                r#"{"kind":"keys","access_key_id":7,"secret_access_key":"hunter2-secret"}"#,
+                id.0
+            ],
+        )
+        .expect("corrupt it");
+        drop(conn);
+        let err = store.get_cloud(&id).await.expect_err("corrupt credentials");
+        assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+        assert!(!format!("{err} {err:?}").contains("hunter2"), "{err:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn readers_and_the_writer_work_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (url, _) = file_url(&dir);
+        let store = open(&url).await.expect("open");
+        let cloud = fresh_cloud("concurrent");
+        let mut tasks = Vec::new();
+        for w in 0..4 {
+            let store = store.clone();
+            let cloud = cloud.clone();
+            tasks.push(tokio::spawn(async move {
+                for b in 0..10 {
+                    let batch = (0..50)
+                        .map(|n| {
+                            let id = format!("i-{w}-{b}-{n}");
+                            resource(
+                                &cloud,
+                                ResourceType::AwsEc2Instance,
+                                "us-east-1",
+                                &id,
+                                &[],
+                                at(1),
+                            )
+                        })
+                        .collect();
+                    store.upsert_resources(batch).await.expect("upsert");
+                }
+            }));
+        }
+        for _ in 0..4 {
+            let store = store.clone();
+            let cloud = cloud.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut last = 0;
+                for _ in 0..20 {
+                    let q = ScanQuery {
+                        cloud: Some(cloud.clone()),
+                        types: vec![],
+                    };
+                    let seen = store
+                        .scan_resources(&q, None, 5000)
+                        .await
+                        .expect("scan")
+                        .len();
+                    assert!(seen >= last, "committed rows never disappear");
+                    last = seen;
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.expect("task");
+        }
+        let counts = store
+            .count_resources_by_type(Some(&cloud))
+            .await
+            .expect("count");
+        assert_eq!(counts.get(&ResourceType::AwsEc2Instance), Some(&2000));
+    }
+
+    #[tokio::test]
+    async fn in_memory_stores_are_separate_and_keep_their_data() {
+        let a = open("sqlite::memory:").await.expect("open a");
+        let b = open("sqlite::memory:").await.expect("open b");
+        let cloud = fresh_cloud("memory");
+        let r = resource(
+            &cloud,
+            ResourceType::AwsEc2Vpc,
+            "us-east-1",
+            "vpc-1",
+            &[],
+            at(1),
+        );
+        a.upsert_resources(vec![r.clone()]).await.expect("upsert");
+        // Reads after writes, from other blocking threads, see the same database.
+        for _ in 0..3 {
+            assert_eq!(
+                a.get_resource(r.uid.as_str()).await.expect("get"),
+                Some(r.clone())
+            );
+        }
+        assert_eq!(b.get_resource(r.uid.as_str()).await.expect("get"), None);
+    }
+
+    #[tokio::test]
+    async fn scans_walk_the_table_in_uid_order_without_sorting() {
+        let store = SqliteStore::open_blocking(Location::Memory).expect("open");
+        let conn = store.inner.writer.lock().expect("lock");
+        let with_types = ScanQuery {
+            cloud: Some(CloudId("c".into())),
+            types: vec![ResourceType::AwsEc2Instance, ResourceType::AwsEc2Volume],
+        };
+        for (q, after) in [(&with_types, true), (&ScanQuery::default(), false)] {
+            let sql = format!("EXPLAIN QUERY PLAN {}", scan_sql(q, after));
+            let mut stmt = conn.prepare(&sql).expect("prepare");
+            let n = 1 + usize::from(after) + usize::from(q.cloud.is_some()) + q.types.len();
+            let values: Vec<Value> = (0..n).map(|_| Value::Text("x".into())).collect();
+            let plan: Vec<String> = stmt
+                .query_map(params_from_iter(values.iter()), |r| r.get::<_, String>(3))
+                .expect("plan")
+                .collect::<Result<_, _>>()
+                .expect("rows");
+            let plan = plan.join(" | ");
+            assert!(!plan.contains("TEMP B-TREE"), "scan must not sort: {plan}");
+            assert!(
+                !plan.contains("INDEX resources_"),
+                "scan must not use an index: {plan}"
+            );
+        }
+    }
 }

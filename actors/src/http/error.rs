@@ -1,0 +1,261 @@
+//! The HTTP edge's one error type and its JSON body.
+//!
+//! Owns: [`ApiError`], the status code of each variant, the `{"code","message"}` body every
+//! error answer carries, the `palisade_http_errors_total{code}` counter, and the mapping of
+//! actix's extractor errors (JSON, query string, path, payload) onto it.
+//!
+//! Must never: put an internal cause (a SQL error, a queue backend's message) or a secret in
+//! a response body. Outages are logged here at warn and answered with a fixed message.
+
+use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+use tracing::warn;
+
+use crate::queue::QueueError;
+use crate::store::StoreError;
+
+/// The most a request body may carry, in bytes.
+pub const BODY_LIMIT: usize = 256 * 1024;
+
+/// Why a request was not answered with success. Each variant has one status code.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the request is malformed (JSON syntax, a query parameter, a path segment).
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+    /// 404: the named thing does not exist (`cloud abc`, `route /x`).
+    #[error("{0} not found")]
+    NotFound(String),
+    /// 405: the route exists but not with this method.
+    #[error("method not allowed; allowed: {allowed}")]
+    MethodNotAllowed { allowed: &'static str },
+    /// 409: the request conflicts with work already queued.
+    #[error("{0}")]
+    Conflict(String),
+    /// 413: the body is larger than [`BODY_LIMIT`].
+    #[error("request body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    /// 415: a body that is not `application/json`.
+    #[error("request body must be application/json")]
+    UnsupportedMediaType,
+    /// 422: well-formed JSON whose content is not acceptable.
+    #[error("{message}")]
+    Invalid { code: &'static str, message: String },
+    /// 503: a backend (`store`, `queue`) is out; the cause is logged, not returned.
+    #[error("{0} is unavailable, retry later")]
+    Unavailable(&'static str),
+    /// 500: anything else; the cause is logged, not returned.
+    #[error("internal error")]
+    Internal,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    code: &'a str,
+    message: String,
+}
+
+impl ApiError {
+    /// A 400 about one query parameter, naming it.
+    pub fn bad_param(name: &str, why: impl std::fmt::Display) -> Self {
+        ApiError::BadRequest {
+            code: "invalid_parameter",
+            message: format!("query parameter {name:?}: {why}"),
+        }
+    }
+
+    /// A 422 about the request body's content.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        ApiError::Invalid {
+            code: "invalid_body",
+            message: message.into(),
+        }
+    }
+
+    /// The stable, snake_case code clients match on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest { code, .. } | ApiError::Invalid { code, .. } => code,
+            ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Internal => "internal",
+        }
+    }
+
+    /// An error for a status some other layer produced (an actix extractor, a route miss).
+    pub fn from_status(status: StatusCode) -> Self {
+        match status {
+            StatusCode::NOT_FOUND => ApiError::NotFound("resource".into()),
+            StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed { allowed: "" },
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge { limit: BODY_LIMIT },
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType,
+            StatusCode::SERVICE_UNAVAILABLE => ApiError::Unavailable("service"),
+            s if s.is_client_error() => ApiError::BadRequest {
+                code: "bad_request",
+                message: "the request could not be understood".into(),
+            },
+            _ => ApiError::Internal,
+        }
+    }
+
+    /// Map a JSON body extractor's error.
+    pub fn from_json(err: JsonPayloadError) -> Self {
+        match err {
+            JsonPayloadError::OverflowKnownLength { limit, .. }
+            | JsonPayloadError::Overflow { limit } => ApiError::PayloadTooLarge { limit },
+            JsonPayloadError::ContentType => ApiError::UnsupportedMediaType,
+            JsonPayloadError::Deserialize(e) => ApiError::from_serde_json(&e),
+            JsonPayloadError::Payload(e) => ApiError::from_status(ResponseError::status_code(&e)),
+            _ => ApiError::BadRequest {
+                code: "malformed_body",
+                message: "the request body could not be read".into(),
+            },
+        }
+    }
+
+    /// Map a body parse failure: bad syntax is a 400, well-formed but wrong content a 422.
+    pub fn from_serde_json(e: &serde_json::Error) -> Self {
+        let message = public_serde_message(&e.to_string());
+        match e.classify() {
+            serde_json::error::Category::Data => ApiError::Invalid {
+                code: "invalid_body",
+                message: format!("request body: {message}"),
+            },
+            _ => ApiError::BadRequest {
+                code: "malformed_json",
+                message: format!("request body is not valid json: {message}"),
+            },
+        }
+    }
+
+    /// Map a query string extractor's error.
+    pub fn from_query(err: QueryPayloadError) -> Self {
+        let message = match err {
+            QueryPayloadError::Deserialize(e) => public_serde_message(&e.to_string()),
+            _ => "could not be parsed".to_string(),
+        };
+        ApiError::BadRequest {
+            code: "invalid_parameter",
+            message: format!("query string: {message}"),
+        }
+    }
+
+    /// Map a path segment extractor's error.
+    pub fn from_path(err: PathError) -> Self {
+        let message = match err {
+            PathError::Deserialize(e) => public_serde_message(&e.to_string()),
+            _ => "could not be parsed".to_string(),
+        };
+        ApiError::BadRequest {
+            code: "invalid_path",
+            message: format!("path: {message}"),
+        }
+    }
+}
+
+/// A serde message fit for a response: the offending value is left out (it may be a
+/// secret sent in the wrong place), and `EOF` is spelled out.
+fn public_serde_message(raw: &str) -> String {
+    let mut msg = raw.replace("EOF", "end of input");
+    for prefix in ["invalid type: ", "invalid value: ", "invalid length "] {
+        if let Some(rest) = msg.strip_prefix(prefix) {
+            if let Some(cut) = rest.find(", expected") {
+                // keep the kind of value ("string", "integer"), drop the value itself
+                let kind = rest[..cut].split_whitespace().next().unwrap_or("value");
+                msg = format!("{prefix}{kind}{}", &rest[cut..]);
+            }
+            break;
+        }
+    }
+    msg
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(_) => {
+                warn!(error = %e, "store unavailable while answering a request");
+                ApiError::Unavailable("store")
+            }
+            _ => {
+                warn!(error = %e, "store failed while answering a request");
+                ApiError::Internal
+            }
+        }
+    }
+}
+
+impl From<QueueError> for ApiError {
+    fn from(e: QueueError) -> Self {
+        match e {
+            QueueError::UnknownJob(id) => ApiError::NotFound(format!("job {id}")),
+            QueueError::Unavailable(_) | QueueError::Closed => {
+                warn!(error = %e, "queue unavailable while answering a request");
+                ApiError::Unavailable("queue")
+            }
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let code = self.code();
+        crate::metrics::inc("palisade_http_errors_total", &[("code", code)]);
+        let mut res = HttpResponse::build(self.status_code());
+        if let ApiError::MethodNotAllowed { allowed } = self {
+            if !allowed.is_empty() {
+                res.insert_header((header::ALLOW, *allowed));
+            }
+        }
+        res.json(ErrorBody {
+            code,
+            message: self.to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serde_messages_drop_the_offending_value() {
+        let e = serde_json::from_str::<u32>("\"s3cr3t\"").expect_err("a string is no u32");
+        let api = ApiError::from_serde_json(&e);
+        assert_eq!(api.code(), "invalid_body");
+        let text = api.to_string();
+        assert!(!text.contains("s3cr3t"), "{text}");
+        assert!(
+            text.contains("invalid type: string, expected u32"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn syntax_errors_are_bad_requests_and_say_end_of_input() {
+        let e = serde_json::from_str::<serde_json::Value>("{\"a\":").expect_err("truncated");
+        let api = ApiError::from_serde_json(&e);
+        assert_eq!(api.status_code(), StatusCode::BAD_REQUEST);
+        assert!(api.to_string().contains("end of input"), "{api}");
+    }
+}

@@ -1,0 +1,65 @@
+//! `/v2/jobs`: one job's status, and the queue status view per priority.
+//!
+//! Must never: change a job; the queue and the workers own job state.
+
+use actix_web::{web, HttpResponse};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+use palisade_proto::{JobId, JobKind, JobPriority, JobState, JobStatus, Timestamp};
+
+use super::{ApiError, ApiState};
+
+/// A job as `GET /v2/jobs/{id}` shows it: the kind's own fields sit beside `kind`.
+#[derive(Serialize)]
+struct JobView<'a> {
+    id: &'a JobId,
+    state: JobState,
+    priority: JobPriority,
+    #[serde(flatten)]
+    kind: &'a JobKind,
+    recurring: bool,
+    enqueued_at: Timestamp,
+    started_at: Option<Timestamp>,
+    finished_at: Option<Timestamp>,
+    node: Option<&'a str>,
+    error: Option<&'a str>,
+    counts: &'a BTreeMap<String, u64>,
+}
+
+impl<'a> From<&'a JobStatus> for JobView<'a> {
+    fn from(s: &'a JobStatus) -> Self {
+        JobView {
+            id: &s.job.id,
+            state: s.state,
+            priority: s.job.priority,
+            kind: &s.job.kind,
+            recurring: s.job.recurring,
+            enqueued_at: s.job.enqueued_at,
+            started_at: s.started_at,
+            finished_at: s.finished_at,
+            node: s.node.as_deref(),
+            error: s.error.as_deref(),
+            counts: &s.counts,
+        }
+    }
+}
+
+/// `GET /v2/jobs/{id}`: a queued, running or recently finished job.
+pub(super) async fn get(
+    state: web::Data<ApiState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = JobId(id.into_inner());
+    let status = state.queue.status(&id).await?.ok_or_else(|| {
+        let shown: String = id.as_str().chars().take(64).collect();
+        ApiError::NotFound(format!("job {shown}"))
+    })?;
+    Ok(HttpResponse::Ok().json(JobView::from(&status)))
+}
+
+/// `GET /v2/jobs/queues`: per priority, depth, oldest wait, mean wait and run times.
+pub(super) async fn queues(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
+    let stats = state.queue.stats().await?;
+    Ok(HttpResponse::Ok().json(stats))
+}

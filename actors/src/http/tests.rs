@@ -1,0 +1,999 @@
+//! The REST API against a real SQLite store in memory, the in-process queue and bus, and
+//! the built-in insight catalog: what a client sends, what it gets back.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Service, ServiceResponse};
+use actix_web::http::{header, StatusCode};
+use actix_web::test::{self, TestRequest};
+use actix_web::web::Bytes;
+use async_trait::async_trait;
+use serde_json::{json, Value};
+
+use palisade_proto::{
+    CloudAccount, CloudId, ClusterEvent, Credentials, Finding, FindingState, InsightId, Provider,
+    Resource, ResourceType, ResourceUid, Timestamp,
+};
+
+use super::{app, bind, ApiState};
+use crate::bus::memory::MemoryBus;
+use crate::compliance::Catalog;
+use crate::queue::memory::MemoryQueue;
+use crate::settings::ComplianceSettings;
+use crate::store::{
+    DeletionSweep, FindingQuery, Page, ResourceQuery, ScanQuery, Store, StoreError,
+};
+
+const SECRET: &str = "wJalrXUtnFEMI-K7MDENG-s3cr3t";
+const EXTERNAL_ID: &str = "ext-id-that-is-secret";
+
+async fn state() -> ApiState {
+    let store = crate::store::open("sqlite::memory:")
+        .await
+        .expect("sqlite in memory");
+    let settings = ComplianceSettings {
+        required_tags: vec!["Owner".into()],
+        page_size: 100,
+    };
+    ApiState {
+        store,
+        queue: Arc::new(MemoryQueue::new(100)),
+        bus: Arc::new(MemoryBus::default()),
+        catalog: Arc::new(Catalog::builtin(&settings).expect("builtin catalog")),
+        node_id: "node-test".into(),
+    }
+}
+
+/// What came back: status, headers' Allow, raw body, and the body as JSON (null if none).
+struct Reply {
+    status: StatusCode,
+    allow: Option<String>,
+    raw: Bytes,
+    json: Value,
+}
+
+async fn send<S, R, B>(app: &S, req: R) -> Reply
+where
+    S: Service<R, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let res = test::call_service(app, req).await;
+    let status = res.status();
+    let allow = res
+        .headers()
+        .get(header::ALLOW)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let raw = test::read_body(res).await;
+    let json = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+    Reply {
+        status,
+        allow,
+        raw,
+        json,
+    }
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+fn keys_cloud_body(name: &str) -> Value {
+    json!({
+        "provider": "aws",
+        "name": name,
+        "regions": ["us-east-1", "eu-west-1"],
+        "credentials": {"kind": "keys", "access_key_id": "AKIDEXAMPLE", "secret_access_key": SECRET},
+    })
+}
+
+fn cloud(id: &str) -> CloudAccount {
+    CloudAccount {
+        id: CloudId(id.into()),
+        provider: Provider::Aws,
+        name: format!("cloud {id}"),
+        regions: vec!["us-east-1".into(), "eu-west-1".into()],
+        credentials: Credentials::Default,
+        created_at: chrono::Utc::now(),
+    }
+}
+
+fn resource(
+    cloud: &CloudId,
+    region: &str,
+    rtype: ResourceType,
+    id: &str,
+    tags: &[(&str, &str)],
+) -> Resource {
+    let tags: BTreeMap<String, String> = tags
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Resource::harvested(
+        cloud,
+        "123456789012",
+        region,
+        rtype,
+        id,
+        id,
+        tags,
+        json!({"id": id}),
+        chrono::Utc::now(),
+    )
+}
+
+fn finding(insight: &str, r: &Resource, seen: Timestamp) -> Finding {
+    Finding {
+        insight: InsightId(insight.into()),
+        resource_uid: r.uid.clone(),
+        resource: r.id.clone(),
+        resource_type: r.rtype,
+        region: r.region.clone(),
+        cloud: r.cloud.clone(),
+        state: FindingState::Open,
+        first_seen: seen,
+        last_seen: seen,
+        resolved_at: None,
+    }
+}
+
+#[actix_web::test]
+async fn clouds_are_created_listed_shown_and_deleted_without_secrets() {
+    let app = test::init_service(app(state().await)).await;
+
+    let created = send(
+        &app,
+        TestRequest::post()
+            .uri("/v2/clouds")
+            .set_json(keys_cloud_body("production"))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.json);
+    assert!(!contains(&created.raw, SECRET));
+    let id = created.json["id"].as_str().expect("an id").to_string();
+    assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
+    assert_eq!(created.json["name"], "production");
+    assert_eq!(created.json["provider"], "aws");
+    assert_eq!(created.json["regions"], json!(["us-east-1", "eu-west-1"]));
+    assert_eq!(created.json["credentials"]["kind"], "keys");
+    assert_eq!(created.json["credentials"]["access_key_id"], "AKIDEXAMPLE");
+
+    let role = send(
+        &app,
+        TestRequest::post()
+            .uri("/v2/clouds")
+            .set_json(json!({
+                "provider": "aws", "name": "audit", "regions": ["us-west-2"],
+                "credentials": {"kind": "assume_role", "role_arn": "arn:aws:iam::123456789012:role/palisade", "external_id": EXTERNAL_ID},
+            }))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(role.status, StatusCode::CREATED, "{}", role.json);
+    assert!(!contains(&role.raw, EXTERNAL_ID));
+
+    let list = send(&app, TestRequest::get().uri("/v2/clouds").to_request()).await;
+    assert_eq!(list.status, StatusCode::OK);
+    assert_eq!(list.json["total"], 2);
+    assert_eq!(list.json["items"].as_array().map(Vec::len), Some(2));
+    assert!(!contains(&list.raw, SECRET) && !contains(&list.raw, EXTERNAL_ID));
+
+    let one = send(
+        &app,
+        TestRequest::get()
+            .uri(&format!("/v2/clouds/{id}"))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(one.status, StatusCode::OK);
+    assert_eq!(one.json["id"], id.as_str());
+    assert!(!contains(&one.raw, SECRET));
+
+    let deleted = send(
+        &app,
+        TestRequest::delete()
+            .uri(&format!("/v2/clouds/{id}"))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    assert!(deleted.raw.is_empty());
+
+    let gone = send(
+        &app,
+        TestRequest::get()
+            .uri(&format!("/v2/clouds/{id}"))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+    assert_eq!(gone.json["code"], "not_found");
+    let again = send(
+        &app,
+        TestRequest::delete()
+            .uri(&format!("/v2/clouds/{id}"))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND);
+
+    let list = send(&app, TestRequest::get().uri("/v2/clouds").to_request()).await;
+    assert_eq!(list.json["total"], 1);
+}
+
+#[actix_web::test]
+async fn harvest_request_queues_a_p0_job_that_shows_in_status_and_stats() {
+    let st = state().await;
+    let mut events = st.bus.subscribe();
+    let app = test::init_service(app(st.clone())).await;
+    let created = send(
+        &app,
+        TestRequest::post()
+            .uri("/v2/clouds")
+            .set_json(keys_cloud_body("prod"))
+            .to_request(),
+    )
+    .await;
+    let id = created.json["id"].as_str().expect("id").to_string();
+
+    let empty = send(&app, TestRequest::get().uri("/v2/jobs/queues").to_request()).await;
+    assert_eq!(empty.json["p0"]["depth"], 0);
+
+    let accepted = send(
+        &app,
+        TestRequest::post()
+            .uri(&format!("/v2/clouds/{id}/harvest"))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(accepted.status, StatusCode::ACCEPTED, "{}", accepted.json);
+    let job_id = accepted.json["job_id"]
+        .as_str()
+        .expect("job id")
+        .to_string();
+
+    let job = send(
+        &app,
+        TestRequest::get()
+            .uri(&format!("/v2/jobs/{job_id}"))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(job.status, StatusCode::OK, "{}", job.json);
+    assert_eq!(job.json["id"], job_id.as_str());
+    assert_eq!(job.json["state"], "queued");
+    assert_eq!(job.json["priority"], "p0");
+    assert_eq!(job.json["kind"], "harvest");
+    assert_eq!(job.json["cloud"], id.as_str());
+    assert_eq!(job.json["regions"], json!([]));
+    assert!(job.json["enqueued_at"].is_string());
+    assert!(job.json["started_at"].is_null() && job.json["error"].is_null());
+
+    let stats = send(&app, TestRequest::get().uri("/v2/jobs/queues").to_request()).await;
+    assert_eq!(stats.status, StatusCode::OK);
+    assert_eq!(stats.json["p0"]["depth"], 1, "{}", stats.json);
+    assert_eq!(stats.json["p1"]["depth"], 0);
+    assert_eq!(stats.json["p2"]["depth"], 0);
+    assert!(stats.json["p0"]["oldest_wait_secs"].is_number());
+    assert!(stats.json["p0"]["mean_run_secs"].is_number());
+
+    match events.try_recv() {
+        Ok(ClusterEvent::JobEnqueued { job, .. }) => assert_eq!(job.as_str(), job_id),
+        other => panic!("expected a job wake-up, got {other:?}"),
+    }
+
+    // a scoped harvest
+    let scoped = send(
+        &app,
+        TestRequest::post()
+            .uri(&format!("/v2/clouds/{id}/harvest"))
+            .set_json(json!({"regions": ["eu-west-1"], "types": ["aws.ec2.volume"]}))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(scoped.status, StatusCode::ACCEPTED, "{}", scoped.json);
+    let scoped_id = scoped.json["job_id"].as_str().expect("job id").to_string();
+    let job = send(
+        &app,
+        TestRequest::get()
+            .uri(&format!("/v2/jobs/{scoped_id}"))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(job.json["regions"], json!(["eu-west-1"]));
+    assert_eq!(job.json["types"], json!(["aws.ec2.volume"]));
+    let stats = send(&app, TestRequest::get().uri("/v2/jobs/queues").to_request()).await;
+    assert_eq!(stats.json["p0"]["depth"], 2);
+
+    // a region the cloud does not harvest, a type that does not exist, a cloud that does not
+    let foreign = send(
+        &app,
+        TestRequest::post()
+            .uri(&format!("/v2/clouds/{id}/harvest"))
+            .set_json(json!({"regions": ["ap-south-1"]}))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(foreign.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let bad_type = send(
+        &app,
+        TestRequest::post()
+            .uri(&format!("/v2/clouds/{id}/harvest"))
+            .set_json(json!({"types": ["aws.ec2.nothing"]}))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(bad_type.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let missing = send(
+        &app,
+        TestRequest::post()
+            .uri("/v2/clouds/no-such-cloud/harvest")
+            .to_request(),
+    )
+    .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    let stats = send(&app, TestRequest::get().uri("/v2/jobs/queues").to_request()).await;
+    assert_eq!(
+        stats.json["p0"]["depth"], 2,
+        "refused requests queue nothing"
+    );
+
+    let unknown = send(
+        &app,
+        TestRequest::get().uri("/v2/jobs/no-such-job").to_request(),
+    )
+    .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    assert_eq!(unknown.json["code"], "not_found");
+}
+
+/// Nine resources in one cloud: five instances in us-east-1 (three with an Owner tag, one
+/// of them alice's), three volumes in eu-west-1, one IAM user; one instance in another cloud.
+async fn seed_resources(st: &ApiState) -> Vec<Resource> {
+    let c1 = cloud("c1");
+    let c2 = cloud("c2");
+    st.store.put_cloud(&c1).await.expect("put c1");
+    st.store.put_cloud(&c2).await.expect("put c2");
+    let mut batch = vec![];
+    for i in 0..5 {
+        let tags: &[(&str, &str)] = match i {
+            0 => &[("Owner", "alice")],
+            1 | 2 => &[("Owner", "bob")],
+            _ => &[("Team", "x")],
+        };
+        batch.push(resource(
+            &c1.id,
+            "us-east-1",
+            ResourceType::AwsEc2Instance,
+            &format!("i-{i}"),
+            tags,
+        ));
+    }
+    for i in 0..3 {
+        batch.push(resource(
+            &c1.id,
+            "eu-west-1",
+            ResourceType::AwsEc2Volume,
+            &format!("vol-{i}"),
+            &[],
+        ));
+    }
+    batch.push(resource(
+        &c1.id,
+        "global",
+        ResourceType::AwsIamUser,
+        "carol",
+        &[],
+    ));
+    batch.push(resource(
+        &c2.id,
+        "us-east-1",
+        ResourceType::AwsEc2Instance,
+        "i-other",
+        &[],
+    ));
+    st.store
+        .upsert_resources(batch.clone())
+        .await
+        .expect("upsert");
+    batch
+}
+
+#[actix_web::test]
+async fn resources_are_filtered_and_paged() {
+    let st = state().await;
+    seed_resources(&st).await;
+    let app = test::init_service(app(st.clone())).await;
+    let total = |uri: &'static str| {
+        let app = &app;
+        async move {
+            let r = send(app, TestRequest::get().uri(uri).to_request()).await;
+            assert_eq!(r.status, StatusCode::OK, "{uri}: {}", r.json);
+            let items = r.json["items"]
+                .as_array()
+                .map(Vec::len)
+                .unwrap_or(usize::MAX);
+            (r.json["total"].as_u64().unwrap_or(u64::MAX), items, r.json)
+        }
+    };
+
+    assert_eq!(total("/v2/resources").await.0, 10);
+    assert_eq!(total("/v2/resources?cloud=c1").await.0, 9);
+    assert_eq!(total("/v2/resources?cloud=c2").await.0, 1);
+    assert_eq!(
+        total("/v2/resources?cloud=c1&type=aws.ec2.instance")
+            .await
+            .0,
+        5
+    );
+    assert_eq!(total("/v2/resources?region=eu-west-1").await.0, 3);
+    assert_eq!(total("/v2/resources?tag=Owner").await.0, 3);
+    assert_eq!(total("/v2/resources?tag=Owner=alice").await.0, 1);
+    assert_eq!(
+        total("/v2/resources?cloud=&type=&region=").await.0,
+        10,
+        "empty means absent"
+    );
+    let (t, n, page) = total("/v2/resources?type=aws.iam.user").await;
+    assert_eq!((t, n), (1, 1));
+    assert_eq!(page["items"][0]["type"], "aws.iam.user");
+    assert_eq!(page["items"][0]["region"], "global");
+    assert_eq!(page["items"][0]["id"], "carol");
+    assert_eq!(page["items"][0]["properties"], json!({"id": "carol"}));
+
+    // paging: every resource exactly once across pages of four
+    let mut seen = std::collections::BTreeSet::new();
+    for (offset, expect) in [(0, 4), (4, 4), (8, 1), (12, 0)] {
+        let uri = format!("/v2/resources?cloud=c1&limit=4&offset={offset}");
+        let r = send(&app, TestRequest::get().uri(&uri).to_request()).await;
+        assert_eq!(r.json["total"], 9);
+        let items = r.json["items"].as_array().expect("items");
+        assert_eq!(items.len(), expect, "{uri}");
+        for it in items {
+            assert!(seen.insert(it["uid"].as_str().expect("uid").to_string()));
+        }
+    }
+    assert_eq!(seen.len(), 9);
+
+    // deleted resources only when asked for
+    let now = chrono::Utc::now();
+    let sweep = DeletionSweep {
+        cloud: CloudId("c1".into()),
+        rtype: ResourceType::AwsEc2Volume,
+        region: Some("eu-west-1".into()),
+        seen_before: now + chrono::Duration::seconds(60),
+        now,
+    };
+    assert_eq!(st.store.mark_deleted(&sweep).await.expect("sweep"), 3);
+    assert_eq!(total("/v2/resources?cloud=c1").await.0, 6);
+    assert_eq!(
+        total("/v2/resources?cloud=c1&include_deleted=true").await.0,
+        9
+    );
+    let (t, _, page) = total("/v2/resources?type=aws.ec2.volume&include_deleted=1").await;
+    assert_eq!(t, 3);
+    assert!(page["items"][0]["deleted_at"].is_string());
+}
+
+#[actix_web::test]
+async fn a_resource_is_found_by_uid_or_native_id_with_its_findings() {
+    let st = state().await;
+    let seeded = seed_resources(&st).await;
+    let vol = seeded
+        .iter()
+        .find(|r| r.id == "vol-1")
+        .expect("vol-1")
+        .clone();
+    let t0 = chrono::Utc::now() - chrono::Duration::seconds(120);
+    let t1 = chrono::Utc::now();
+    st.store
+        .upsert_findings(vec![finding("aws-ec2-missing-owner-tag", &vol, t0)])
+        .await
+        .expect("old finding");
+    st.store
+        .upsert_findings(vec![finding("aws-ebs-unencrypted", &vol, t1)])
+        .await
+        .expect("new finding");
+    let resolved = st
+        .store
+        .resolve_findings(None, t0 + chrono::Duration::seconds(1), t1)
+        .await
+        .expect("resolve");
+    assert_eq!(resolved, 1);
+    let app = test::init_service(app(st.clone())).await;
+
+    let by_uid = send(
+        &app,
+        TestRequest::get()
+            .uri(&format!("/v2/resources/{}", vol.uid))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(by_uid.status, StatusCode::OK, "{}", by_uid.json);
+    assert_eq!(by_uid.json["uid"], vol.uid.as_str());
+    assert_eq!(by_uid.json["type"], "aws.ec2.volume");
+    let findings = by_uid.json["findings"].as_array().expect("findings");
+    let mut states: Vec<(String, String)> = findings
+        .iter()
+        .map(|f| {
+            (
+                f["insight"].as_str().unwrap_or("").to_string(),
+                f["state"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    states.sort();
+    assert_eq!(
+        states,
+        [
+            ("aws-ebs-unencrypted".to_string(), "open".to_string()),
+            (
+                "aws-ec2-missing-owner-tag".to_string(),
+                "resolved".to_string()
+            ),
+        ]
+    );
+
+    let by_native = send(
+        &app,
+        TestRequest::get().uri("/v2/resources/vol-1").to_request(),
+    )
+    .await;
+    assert_eq!(by_native.status, StatusCode::OK);
+    assert_eq!(by_native.json["uid"], vol.uid.as_str());
+    assert_eq!(by_native.json["findings"].as_array().map(Vec::len), Some(2));
+
+    let other = send(
+        &app,
+        TestRequest::get().uri("/v2/resources/i-3").to_request(),
+    )
+    .await;
+    assert_eq!(other.status, StatusCode::OK);
+    assert_eq!(other.json["findings"], json!([]));
+
+    let missing = send(
+        &app,
+        TestRequest::get().uri("/v2/resources/vol-404").to_request(),
+    )
+    .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(missing.json["code"], "not_found");
+}
+
+#[actix_web::test]
+async fn insights_list_counts_open_findings_and_pages_them() {
+    let st = state().await;
+    let seeded = seed_resources(&st).await;
+    let t0 = chrono::Utc::now() - chrono::Duration::seconds(120);
+    let t1 = chrono::Utc::now();
+    let instances: Vec<&Resource> = seeded
+        .iter()
+        .filter(|r| r.rtype == ResourceType::AwsEc2Instance && r.cloud.as_str() == "c1")
+        .collect();
+    // five owner-tag findings: two stale (then resolved), three current
+    let batch: Vec<Finding> = instances
+        .iter()
+        .enumerate()
+        .map(|(i, r)| finding("aws-ec2-missing-owner-tag", r, if i < 2 { t0 } else { t1 }))
+        .collect();
+    st.store.upsert_findings(batch).await.expect("findings");
+    let user = seeded.iter().find(|r| r.id == "carol").expect("carol");
+    st.store
+        .upsert_findings(vec![finding("aws-iam-user-no-mfa", user, t1)])
+        .await
+        .expect("mfa finding");
+    st.store
+        .resolve_findings(None, t0 + chrono::Duration::seconds(1), t1)
+        .await
+        .expect("resolve");
+    let app = test::init_service(app(st.clone())).await;
+
+    let list = send(&app, TestRequest::get().uri("/v2/insights").to_request()).await;
+    assert_eq!(list.status, StatusCode::OK);
+    let items = list.json["items"].as_array().expect("items");
+    assert_eq!(
+        list.json["total"].as_u64(),
+        Some(st.catalog.list().len() as u64)
+    );
+    assert_eq!(items.len(), st.catalog.list().len());
+    let open_of = |id: &str| {
+        items
+            .iter()
+            .find(|i| i["id"] == id)
+            .map(|i| i["open_findings"].clone())
+    };
+    assert_eq!(open_of("aws-ec2-missing-owner-tag"), Some(json!(3)));
+    assert_eq!(open_of("aws-iam-user-no-mfa"), Some(json!(1)));
+    assert_eq!(open_of("aws-s3-public-acl"), Some(json!(0)));
+    let sg = items
+        .iter()
+        .find(|i| i["id"] == "aws-sg-ingress-22-world")
+        .expect("sg insight");
+    for field in ["name", "description", "severity"] {
+        assert!(sg[field].is_string(), "{field}: {sg}");
+    }
+    assert_eq!(sg["resource_types"], json!(["aws.ec2.security-group"]));
+
+    let one = send(
+        &app,
+        TestRequest::get()
+            .uri("/v2/insights/aws-ec2-missing-owner-tag")
+            .to_request(),
+    )
+    .await;
+    assert_eq!(one.status, StatusCode::OK);
+    assert_eq!(one.json["open_findings"], 3);
+    let none = send(
+        &app,
+        TestRequest::get()
+            .uri("/v2/insights/no-such-insight")
+            .to_request(),
+    )
+    .await;
+    assert_eq!(none.status, StatusCode::NOT_FOUND);
+    let none = send(
+        &app,
+        TestRequest::get()
+            .uri("/v2/insights/no-such-insight/findings")
+            .to_request(),
+    )
+    .await;
+    assert_eq!(none.status, StatusCode::NOT_FOUND);
+
+    let page = |q: &str| {
+        let uri = format!("/v2/insights/aws-ec2-missing-owner-tag/findings{q}");
+        let app = &app;
+        async move {
+            let r = send(app, TestRequest::get().uri(&uri).to_request()).await;
+            assert_eq!(r.status, StatusCode::OK, "{uri}: {}", r.json);
+            let items = r.json["items"].as_array().cloned().unwrap_or_default();
+            (r.json["total"].as_u64().unwrap_or(u64::MAX), items)
+        }
+    };
+    let (total, items) = page("").await;
+    assert_eq!((total, items.len()), (3, 3));
+    assert!(items
+        .iter()
+        .all(|f| f["state"] == "open" && f["insight"] == "aws-ec2-missing-owner-tag"));
+    let (total, items) = page("?state=resolved").await;
+    assert_eq!((total, items.len()), (2, 2));
+    assert!(items.iter().all(|f| f["state"] == "resolved"));
+    assert_eq!(page("?state=all").await.0, 5);
+    let (total, first) = page("?state=all&limit=2").await;
+    assert_eq!((total, first.len()), (5, 2));
+    let (_, second) = page("?state=all&limit=2&offset=2").await;
+    let (_, third) = page("?state=all&limit=2&offset=4").await;
+    assert_eq!((second.len(), third.len()), (2, 1));
+    let mut uids: Vec<String> = first
+        .iter()
+        .chain(&second)
+        .chain(&third)
+        .map(|f| f["resource_uid"].as_str().unwrap_or("").to_string())
+        .collect();
+    uids.sort();
+    uids.dedup();
+    assert_eq!(uids.len(), 5, "pages overlap: {uids:?}");
+}
+
+/// (method, uri, content type, body, status, code)
+type Case<'a> = (&'a str, String, Option<&'a str>, String, u16, &'a str);
+
+#[actix_web::test]
+async fn malformed_input_gets_a_json_4xx_and_never_a_5xx() {
+    let st = state().await;
+    st.store.put_cloud(&cloud("c1")).await.expect("cloud");
+    let app = test::init_service(app(st)).await;
+    let huge = format!(
+        "{{\"provider\":\"aws\",\"name\":\"{}\",\"regions\":[\"us-east-1\"],\"credentials\":{{\"kind\":\"default\"}}}}",
+        "x".repeat(300 * 1024)
+    );
+    let ok_creds = json!({"kind": "default"});
+    let body = |provider: Value, name: Value, regions: Value, creds: Value| {
+        json!({"provider": provider, "name": name, "regions": regions, "credentials": creds})
+            .to_string()
+    };
+    let cases: Vec<Case<'_>> = vec![
+        // (method, uri, content type, body, status, code)
+        ("POST", "/v2/clouds".into(), Some("application/json"), "{\"provider\":".into(), 400, "malformed_json"),
+        ("POST", "/v2/clouds".into(), Some("application/json"), "not json at all".into(), 400, "malformed_json"),
+        ("POST", "/v2/clouds".into(), Some("application/json"), "".into(), 400, "malformed_json"),
+        ("POST", "/v2/clouds".into(), Some("application/json"), "[]".into(), 422, "invalid_body"),
+        ("POST", "/v2/clouds".into(), Some("application/json"), "null".into(), 422, "invalid_body"),
+        ("POST", "/v2/clouds".into(), Some("application/json"), body(json!("aws"), json!(5), json!(["us-east-1"]), ok_creds.clone()), 422, "invalid_body"),
+        ("POST", "/v2/clouds".into(), Some("application/json"), body(json!("aws"), json!("n"), json!("us-east-1"), ok_creds.clone()), 422, "invalid_body"),
+        ("POST", "/v2/clouds".into(), Some("application/json"), json!({"provider": "aws", "name": "n", "regions": ["us-east-1"], "credentials": ok_creds, "extra": 1}).to_string(), 422, "invalid_body"),
+        ("POST", "/v2/clouds".into(), Some("application/json"), json!({"provider": "aws", "name": "n", "regions": ["us-east-1"]}).to_string(), 422, "invalid_body"),
+        ("POST", "/v2/clouds".into(), Some("application/json"), body(json!("aws"), json!("n"), json!(["us-east-1"]), json!({"kind": "keys", "access_key_id": "AKID"})), 422, "invalid_body"),
+        ("POST", "/v2/clouds".into(), Some("application/json"), body(json!("aws"), json!("n"), json!(["us-east-1"]), json!({"kind": "keys", "access_key_id": "AKID", "secret_access_key": SECRET, "region": "x"})), 422, "invalid_body"),
+        ("POST", "/v2/clouds".into(), Some("application/json"), body(json!("aws"), json!("n"), json!(["us-east-1"]), json!({"kind": "keys", "access_key_id": "", "secret_access_key": SECRET})), 422, "invalid_body"),
+        ("POST", "/v2/clouds".into(), Some("application/json"), body(json!("aws"), json!("n"), json!(["us-east-1"]), json!({"kind": "magic"})), 422, "invalid_body"),
+        ("POST", "/v2/clouds".into(), Some("application/json"), body(json!("aws"), json!("n"), json!(["us-east-1"]), json!({"kind": "assume_role", "role_arn": "not-an-arn"})), 422, "invalid_body"),
+        ("POST", "/v2/clouds".into(), Some("application/json"), body(json!("azure"), json!("n"), json!(["us-east-1"]), ok_creds.clone()), 422, "unsupported_provider"),
+        ("POST", "/v2/clouds".into(), Some("application/json"), body(json!("digitalocean"), json!("n"), json!(["us-east-1"]), ok_creds.clone()), 422, "invalid_body"),
+        ("POST", "/v2/clouds".into(), Some("application/json"), body(json!("aws"), json!("   "), json!(["us-east-1"]), ok_creds.clone()), 422, "invalid_body"),
+        ("POST", "/v2/clouds".into(), Some("application/json"), body(json!("aws"), json!("n".repeat(201)), json!(["us-east-1"]), ok_creds.clone()), 422, "invalid_body"),
+        ("POST", "/v2/clouds".into(), Some("application/json"), body(json!("aws"), json!("n"), json!([]), ok_creds.clone()), 422, "invalid_body"),
+        ("POST", "/v2/clouds".into(), Some("application/json"), body(json!("aws"), json!("n"), json!(["us-east-1", "Mars"]), ok_creds.clone()), 422, "invalid_body"),
+        ("POST", "/v2/clouds".into(), None, body(json!("aws"), json!("n"), json!(["us-east-1"]), ok_creds.clone()), 415, "unsupported_media_type"),
+        ("POST", "/v2/clouds".into(), Some("text/plain"), body(json!("aws"), json!("n"), json!(["us-east-1"]), ok_creds.clone()), 415, "unsupported_media_type"),
+        ("POST", "/v2/clouds".into(), Some("application/json"), huge.clone(), 413, "payload_too_large"),
+        ("POST", "/v2/clouds/c1/harvest".into(), Some("application/json"), huge, 413, "payload_too_large"),
+        ("POST", "/v2/clouds/c1/harvest".into(), Some("application/json"), "{\"regions\":".into(), 400, "malformed_json"),
+        ("POST", "/v2/clouds/c1/harvest".into(), Some("application/json"), "{\"zones\":[]}".into(), 422, "invalid_body"),
+        ("POST", "/v2/clouds/c1/harvest".into(), Some("application/json"), "{\"regions\":\"us-east-1\"}".into(), 422, "invalid_body"),
+        ("POST", "/v2/clouds/c1/harvest".into(), Some("text/plain"), "{}".into(), 415, "unsupported_media_type"),
+        ("GET", "/v2/resources?limit=abc".into(), None, "".into(), 400, "invalid_parameter"),
+        ("GET", "/v2/resources?limit=0".into(), None, "".into(), 400, "invalid_parameter"),
+        ("GET", "/v2/resources?limit=5000".into(), None, "".into(), 400, "invalid_parameter"),
+        ("GET", "/v2/resources?offset=-1".into(), None, "".into(), 400, "invalid_parameter"),
+        ("GET", "/v2/resources?type=aws.ec2.nothing".into(), None, "".into(), 400, "invalid_parameter"),
+        ("GET", "/v2/resources?include_deleted=maybe".into(), None, "".into(), 400, "invalid_parameter"),
+        ("GET", "/v2/resources?types=aws.ec2.instance".into(), None, "".into(), 400, "invalid_parameter"),
+        ("GET", "/v2/resources?limit=1&limit=2".into(), None, "".into(), 400, "invalid_parameter"),
+        ("GET", "/v2/insights/aws-ebs-unencrypted/findings?state=closed".into(), None, "".into(), 400, "invalid_parameter"),
+        ("GET", "/v2/insights/aws-ebs-unencrypted/findings?limit=-5".into(), None, "".into(), 400, "invalid_parameter"),
+        ("GET", "/nope".into(), None, "".into(), 404, "not_found"),
+        ("GET", "/v2".into(), None, "".into(), 404, "not_found"),
+        ("GET", "/v2/clouds/c1/nothing".into(), None, "".into(), 404, "not_found"),
+        ("GET", "/v2/resources/%ff%fe".into(), None, "".into(), 404, "not_found"),
+        ("DELETE", "/v2/resources".into(), None, "".into(), 405, "method_not_allowed"),
+        ("PUT", "/v2/clouds".into(), Some("application/json"), "{}".into(), 405, "method_not_allowed"),
+        ("POST", "/healthz".into(), None, "".into(), 405, "method_not_allowed"),
+        ("GET", "/v2/clouds/c1/harvest".into(), None, "".into(), 405, "method_not_allowed"),
+        ("DELETE", "/v2/jobs/queues".into(), None, "".into(), 405, "method_not_allowed"),
+    ];
+    let errors_before = crate::metrics::value(
+        "palisade_http_errors_total",
+        &[("code", "method_not_allowed")],
+    );
+    for (method, uri, ctype, body, status, code) in cases {
+        let mut req = TestRequest::default()
+            .method(method.parse().expect("method"))
+            .uri(&uri)
+            .set_payload(body.clone());
+        if let Some(ct) = ctype {
+            req = req.insert_header((header::CONTENT_TYPE, ct));
+        }
+        let r = send(&app, req.to_request()).await;
+        let shown: String = body.chars().take(120).collect();
+        assert_eq!(
+            r.status.as_u16(),
+            status,
+            "{method} {uri} {shown}: {}",
+            r.json
+        );
+        assert_eq!(r.json["code"], code, "{method} {uri} {shown}: {}", r.json);
+        let message = r.json["message"].as_str().unwrap_or("");
+        assert!(!message.is_empty(), "{method} {uri}: {}", r.json);
+        assert!(!contains(&r.raw, SECRET), "{method} {uri}: {}", r.json);
+        if status == 405 {
+            assert!(
+                r.allow.as_deref().is_some_and(|a| !a.is_empty()),
+                "{method} {uri}: no Allow"
+            );
+        }
+    }
+    // a bad parameter is named
+    let r = send(
+        &app,
+        TestRequest::get()
+            .uri("/v2/resources?limit=abc")
+            .to_request(),
+    )
+    .await;
+    assert!(
+        r.json["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("limit")),
+        "{}",
+        r.json
+    );
+    let r = send(
+        &app,
+        TestRequest::get().uri("/v2/resources?type=x").to_request(),
+    )
+    .await;
+    assert!(
+        r.json["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("type")),
+        "{}",
+        r.json
+    );
+    // a value sent in the wrong place is not echoed back
+    let r = send(
+        &app,
+        TestRequest::post()
+            .uri("/v2/clouds")
+            .set_json(json!({"provider": "aws", "name": "n", "regions": ["us-east-1"], "credentials": SECRET}))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(!contains(&r.raw, SECRET), "{}", r.json);
+
+    let errors_after = crate::metrics::value(
+        "palisade_http_errors_total",
+        &[("code", "method_not_allowed")],
+    );
+    assert!(
+        errors_after >= errors_before + 5,
+        "{errors_before} -> {errors_after}"
+    );
+    // nothing above was stored
+    let list = send(&app, TestRequest::get().uri("/v2/clouds").to_request()).await;
+    assert_eq!(list.json["total"], 1);
+}
+
+#[actix_web::test]
+async fn probes_and_metrics() {
+    let app = test::init_service(app(state().await)).await;
+    let health = send(&app, TestRequest::get().uri("/healthz").to_request()).await;
+    assert_eq!(health.status, StatusCode::OK);
+    assert_eq!(health.json["status"], "ok");
+    let ready = send(&app, TestRequest::get().uri("/readyz").to_request()).await;
+    assert_eq!(ready.status, StatusCode::OK);
+    send(&app, TestRequest::get().uri("/no-such-route").to_request()).await;
+    let metrics = send(&app, TestRequest::get().uri("/metrics").to_request()).await;
+    assert_eq!(metrics.status, StatusCode::OK);
+    let text = String::from_utf8_lossy(&metrics.raw);
+    assert!(
+        text.contains("palisade_http_requests_total{status=\"200\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("palisade_http_requests_total{status=\"404\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("palisade_http_errors_total{code=\"not_found\"}"),
+        "{text}"
+    );
+}
+
+/// A store whose backend is down: every call fails as an outage does.
+struct DownStore;
+
+fn down<T>() -> Result<T, StoreError> {
+    Err(StoreError::Unavailable(
+        "connection refused to db-internal-host:3306".into(),
+    ))
+}
+
+#[async_trait]
+impl Store for DownStore {
+    async fn put_cloud(&self, _: &CloudAccount) -> Result<(), StoreError> {
+        down()
+    }
+    async fn get_cloud(&self, _: &CloudId) -> Result<Option<CloudAccount>, StoreError> {
+        down()
+    }
+    async fn list_clouds(&self) -> Result<Vec<CloudAccount>, StoreError> {
+        down()
+    }
+    async fn delete_cloud(&self, _: &CloudId) -> Result<bool, StoreError> {
+        down()
+    }
+    async fn upsert_resources(&self, _: Vec<Resource>) -> Result<(), StoreError> {
+        down()
+    }
+    async fn mark_deleted(&self, _: &DeletionSweep) -> Result<u64, StoreError> {
+        down()
+    }
+    async fn list_resources(&self, _: &ResourceQuery) -> Result<Page<Resource>, StoreError> {
+        down()
+    }
+    async fn get_resource(&self, _: &str) -> Result<Option<Resource>, StoreError> {
+        down()
+    }
+    async fn scan_resources(
+        &self,
+        _: &ScanQuery,
+        _: Option<&ResourceUid>,
+        _: usize,
+    ) -> Result<Vec<Resource>, StoreError> {
+        down()
+    }
+    async fn count_resources_by_type(
+        &self,
+        _: Option<&CloudId>,
+    ) -> Result<BTreeMap<ResourceType, u64>, StoreError> {
+        down()
+    }
+    async fn upsert_findings(&self, _: Vec<Finding>) -> Result<(), StoreError> {
+        down()
+    }
+    async fn resolve_findings(
+        &self,
+        _: Option<&CloudId>,
+        _: Timestamp,
+        _: Timestamp,
+    ) -> Result<u64, StoreError> {
+        down()
+    }
+    async fn list_findings(&self, _: &FindingQuery) -> Result<Page<Finding>, StoreError> {
+        down()
+    }
+    async fn count_open_findings(&self) -> Result<BTreeMap<InsightId, u64>, StoreError> {
+        down()
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        down()
+    }
+}
+
+#[actix_web::test]
+async fn a_store_outage_is_a_503_that_leaks_nothing_and_a_closed_queue_too() {
+    let mut st = state().await;
+    st.store = Arc::new(DownStore);
+    let svc = test::init_service(app(st.clone())).await;
+    for uri in [
+        "/readyz",
+        "/v2/clouds",
+        "/v2/resources",
+        "/v2/insights",
+        "/v2/resources/x",
+    ] {
+        let r = send(&svc, TestRequest::get().uri(uri).to_request()).await;
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{uri}");
+        assert_eq!(r.json["code"], "unavailable", "{uri}");
+        assert!(!contains(&r.raw, "db-internal-host"), "{uri}: {}", r.json);
+    }
+    let health = send(&svc, TestRequest::get().uri("/healthz").to_request()).await;
+    assert_eq!(
+        health.status,
+        StatusCode::OK,
+        "liveness does not depend on the store"
+    );
+
+    // a closed queue (shutting down) refuses new work with a 503
+    let st = state().await;
+    st.store.put_cloud(&cloud("c1")).await.expect("cloud");
+    st.queue.close().await;
+    let svc = test::init_service(app(st)).await;
+    let r = send(
+        &svc,
+        TestRequest::post()
+            .uri("/v2/clouds/c1/harvest")
+            .to_request(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.json);
+    assert_eq!(r.json["code"], "unavailable");
+}
+
+#[actix_web::test]
+async fn bind_serves_on_a_socket_and_stops_gracefully() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let server = bind(addr, state().await).expect("bind");
+    let handle = server.handle();
+    let running = actix_web::rt::spawn(server);
+
+    let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut reply = Vec::new();
+    conn.read_to_end(&mut reply).await.expect("read");
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(reply.contains("\"status\":\"ok\""), "{reply}");
+
+    handle.stop(true).await;
+    running.await.expect("join").expect("server ran");
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "still listening after stop"
+    );
+}

@@ -1,0 +1,60 @@
+-- Palisade embedded store, schema version 1.
+-- Timestamps are integer milliseconds since the Unix epoch, UTC.
+
+-- Cloud accounts. Credentials are JSON text: this is the embedded single-user store; a
+-- later issue encrypts them at rest.
+CREATE TABLE clouds (
+    id          TEXT PRIMARY KEY NOT NULL,
+    provider    TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    regions     TEXT NOT NULL,
+    credentials TEXT NOT NULL,
+    created_at  INTEGER NOT NULL
+) WITHOUT ROWID;
+
+-- Harvested resources, clustered by uid so that a keyset scan walks the table in order.
+-- Small columns come first and properties last, so that reading a row's fixed fields
+-- never touches the properties' overflow pages.
+CREATE TABLE resources (
+    uid        TEXT PRIMARY KEY NOT NULL,
+    cloud      TEXT NOT NULL,
+    provider   TEXT NOT NULL,
+    account    TEXT NOT NULL,
+    region     TEXT NOT NULL,
+    rtype      TEXT NOT NULL,
+    id         TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    first_seen INTEGER NOT NULL,
+    last_seen  INTEGER NOT NULL,
+    deleted_at INTEGER,
+    tags       TEXT NOT NULL,
+    properties TEXT NOT NULL
+) WITHOUT ROWID;
+
+-- Deletion sweeps and listings of one cloud, ordered by (type, region, id).
+CREATE INDEX resources_cloud_type_region ON resources (cloud, rtype, region, id);
+-- Listings across clouds, ordered by (type, region, id).
+CREATE INDEX resources_type_region ON resources (rtype, region, id);
+-- Lookup by the cloud's own id.
+CREATE INDEX resources_native_id ON resources (id);
+-- Live counts per type.
+CREATE INDEX resources_live_type ON resources (cloud, rtype) WHERE deleted_at IS NULL;
+
+-- Findings: one row per (insight, resource), with its history.
+CREATE TABLE findings (
+    insight       TEXT NOT NULL,
+    resource_uid  TEXT NOT NULL,
+    cloud         TEXT NOT NULL,
+    resource      TEXT NOT NULL,
+    resource_type TEXT NOT NULL,
+    region        TEXT NOT NULL,
+    state         TEXT NOT NULL,
+    first_seen    INTEGER NOT NULL,
+    last_seen     INTEGER NOT NULL,
+    resolved_at   INTEGER,
+    PRIMARY KEY (insight, resource_uid)
+) WITHOUT ROWID;
+
+CREATE INDEX findings_insight_state ON findings (insight, state);
+CREATE INDEX findings_cloud_state ON findings (cloud, state);
+CREATE INDEX findings_resource ON findings (resource_uid);

@@ -1,0 +1,465 @@
+//! Compliance benchmark: every built-in insight over 1,000,000 synthetic resources read
+//! from the embedded SQLite store.
+//!
+//! Owns: building the synthetic estate (once; cached under `target/bench-data/`, rebuilt
+//! when its `.ready` marker is missing) and timing `run_compliance` over it. Prints the
+//! figures: resources/s, wall time, peak RSS (VmHWM, reset after the build so it measures
+//! the run alone), findings per insight, and a scan-only pass to attribute the cost.
+//! Target: under 2 s on one core (`taskset -c 0`), peak RSS under 256 MB.
+//!
+//! Must never: assert on timings (it prints figures) or touch anything outside its cache
+//! directory.
+//!
+//! Usage: `cargo run --release -p palisade-benches --bin compliance [-- RESOURCES]`.
+#![allow(clippy::print_stdout)] // a load generator's output is its figures
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use chrono::{Duration, TimeZone, Utc};
+use serde_json::{json, Value};
+
+use palisade_actors::compliance::{run_compliance, Catalog};
+use palisade_actors::settings::Settings;
+use palisade_actors::store::{self, ScanQuery, SharedStore};
+use palisade_proto::{CloudId, Resource, ResourceType, ResourceUid, Timestamp};
+
+const DEFAULT_RESOURCES: u64 = 1_000_000;
+const BUILD_BATCH: usize = 5_000;
+
+fn main() -> Result<()> {
+    let total: u64 = match std::env::args().nth(1) {
+        Some(n) => n
+            .parse()
+            .context("the argument is the number of resources")?,
+        None => DEFAULT_RESOURCES,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    rt.block_on(run(total))
+}
+
+async fn run(total: u64) -> Result<()> {
+    let settings = Settings::defaults().context("embedded defaults")?;
+    let catalog = Catalog::builtin(&settings.compliance).context("built-in insights")?;
+    let page_size = settings.compliance.page_size;
+
+    let dir = target_dir()?.join("bench-data");
+    std::fs::create_dir_all(&dir)?;
+    let db = dir.join(format!("compliance-{total}.db"));
+    let ready = dir.join(format!("compliance-{total}.db.ready"));
+    let url = format!("sqlite://{}", db.display());
+    if !ready.exists() {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+        }
+        let started = Instant::now();
+        let store = store::open(&url).await?;
+        build(&store, total).await?;
+        drop(store);
+        std::fs::write(&ready, total.to_string())?;
+        println!(
+            "built {} resources at {} in {:.1} s",
+            total,
+            db.display(),
+            started.elapsed().as_secs_f64()
+        );
+    } else {
+        println!("using cached estate {}", db.display());
+    }
+
+    let store = store::open(&url).await?;
+    let counts = store.count_resources_by_type(None).await?;
+    let live: u64 = counts.values().sum();
+    if live != total {
+        bail!(
+            "cached estate has {live} resources, expected {total}: delete {}",
+            ready.display()
+        );
+    }
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!("cpus available: {cpus} (one-core figure: run under `taskset -c 0`)");
+
+    // attribution pass: reading pages vs evaluating them, and what JSON parsing costs
+    let reset = reset_peak_rss();
+    let parts = attribute(&store, &catalog, page_size).await?;
+    println!(
+        "read only: {} resources in {:.3} s ({:.0} resources/s, {:.2} us/resource)",
+        parts.resources,
+        parts.read_secs,
+        parts.resources as f64 / parts.read_secs,
+        parts.read_secs * 1e6 / parts.resources as f64
+    );
+    println!(
+        "evaluate only (in memory): {:.3} s ({:.2} us/resource, {} findings)",
+        parts.eval_secs,
+        parts.eval_secs * 1e6 / parts.resources as f64,
+        parts.findings
+    );
+    println!(
+        "properties JSON parse alone (sample of {}): {:.2} us/resource",
+        parts.parse_sample,
+        parts.parse_secs * 1e6 / parts.parse_sample.max(1) as f64
+    );
+
+    // the run itself
+    let reset = reset && reset_peak_rss();
+    let now = Utc::now();
+    let started = Instant::now();
+    let report = run_compliance(store.as_ref(), &catalog, None, now, page_size).await?;
+    let secs = started.elapsed().as_secs_f64();
+    let hwm = peak_rss_kib();
+    println!("findings per insight:");
+    for (id, n) in &report.per_insight {
+        println!("  {id:<36} {n}");
+    }
+    println!(
+        "compliance: evaluated {} resources, {} open, {} resolved",
+        report.evaluated, report.open, report.resolved
+    );
+    println!(
+        "compliance: wall {secs:.3} s, {:.0} resources/s, peak RSS {} MiB{}",
+        report.evaluated as f64 / secs,
+        hwm / 1024,
+        if reset {
+            ""
+        } else {
+            " (not reset after the build: includes it)"
+        }
+    );
+    println!(
+        "targets: wall < 2 s on one core: {}; peak RSS < 256 MiB: {}",
+        if secs < 2.0 { "met" } else { "MISSED" },
+        if hwm < 256 * 1024 { "met" } else { "MISSED" }
+    );
+    Ok(())
+}
+
+struct Attribution {
+    resources: u64,
+    read_secs: f64,
+    eval_secs: f64,
+    findings: u64,
+    parse_sample: u64,
+    parse_secs: f64,
+}
+
+/// Page through every resource the catalog reads, timing the reads and, apart, the
+/// in-memory evaluation of each page; on the first pages also time parsing the properties
+/// JSON (re-serialized, untimed) to see what the store's per-row parse costs.
+async fn attribute(
+    store: &SharedStore,
+    catalog: &Catalog,
+    page_size: usize,
+) -> Result<Attribution> {
+    let query = ScanQuery {
+        cloud: None,
+        types: catalog.resource_types(),
+    };
+    let now = Utc::now();
+    let mut out = Attribution {
+        resources: 0,
+        read_secs: 0.0,
+        eval_secs: 0.0,
+        findings: 0,
+        parse_sample: 0,
+        parse_secs: 0.0,
+    };
+    let mut after: Option<ResourceUid> = None;
+    let mut text = Vec::new();
+    loop {
+        let started = Instant::now();
+        let page = store
+            .scan_resources(&query, after.as_ref(), page_size)
+            .await?;
+        out.read_secs += started.elapsed().as_secs_f64();
+        let Some(last) = page.last() else { break };
+        after = Some(last.uid.clone());
+        out.resources += page.len() as u64;
+        let started = Instant::now();
+        for r in &page {
+            out.findings += catalog.matching(r, now).count() as u64;
+        }
+        out.eval_secs += started.elapsed().as_secs_f64();
+        if out.parse_sample < 100_000 {
+            for r in &page {
+                text.clear();
+                serde_json::to_writer(&mut text, &r.properties)?;
+                let started = Instant::now();
+                let v: Value = serde_json::from_slice(&text)?;
+                out.parse_secs += started.elapsed().as_secs_f64();
+                drop(v);
+                out.parse_sample += 1;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The workspace's target directory (`CARGO_TARGET_DIR`, else `<workspace>/target`).
+fn target_dir() -> Result<PathBuf> {
+    let dir = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target")),
+    };
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir.canonicalize()?)
+}
+
+/// Reset VmHWM to the current RSS (Linux: `5` to `/proc/self/clear_refs`).
+fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+// ---------------------------------------------------------------------------------------
+// the synthetic estate
+
+async fn build(store: &SharedStore, total: u64) -> Result<()> {
+    let clouds = [
+        CloudId("bench-cloud-a".into()),
+        CloudId("bench-cloud-b".into()),
+    ];
+    let epoch = Utc
+        .with_ymd_and_hms(2024, 1, 1, 0, 0, 0)
+        .single()
+        .context("epoch")?;
+    let now = Utc::now();
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut batch = Vec::with_capacity(BUILD_BATCH);
+    let mut bytes = 0usize;
+    for n in 0..total {
+        let cloud = &clouds[(n % 2) as usize];
+        let rtype = ResourceType::ALL[(n % ResourceType::ALL.len() as u64) as usize];
+        let r = synthetic(cloud, rtype, n, &mut rng, epoch, now);
+        bytes += r.properties.to_string().len();
+        batch.push(r);
+        if batch.len() == BUILD_BATCH {
+            store.upsert_resources(std::mem::take(&mut batch)).await?;
+            batch.reserve(BUILD_BATCH);
+        }
+    }
+    store.upsert_resources(batch).await?;
+    println!(
+        "mean properties size: {} bytes",
+        bytes / usize::try_from(total.max(1))?
+    );
+    Ok(())
+}
+
+/// xorshift64*: deterministic, good enough to vary synthetic data.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    /// True with probability `pct` percent.
+    fn pct(&mut self, pct: u64) -> bool {
+        self.next() % 100 < pct
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+const REGIONS: &[&str] = &["us-east-1", "us-west-2", "eu-west-1", "ap-southeast-2"];
+
+fn synthetic(
+    cloud: &CloudId,
+    rtype: ResourceType,
+    n: u64,
+    rng: &mut Rng,
+    epoch: Timestamp,
+    now: Timestamp,
+) -> Resource {
+    let account = "123456789012";
+    let region = REGIONS[(n / 10 % REGIONS.len() as u64) as usize];
+    let date = |days_ago: u64| (now - Duration::days(days_ago as i64)).to_rfc3339();
+    let created = (epoch + Duration::seconds((n % 10_000_000) as i64)).to_rfc3339();
+    let mut tags = BTreeMap::new();
+    let (region, id, name, props) = match rtype {
+        ResourceType::AwsEc2Instance => {
+            let id = format!("i-{n:017x}");
+            if rng.pct(70) {
+                tags.insert("Owner".to_string(), format!("team-{}", n % 40));
+            }
+            tags.insert("Name".to_string(), format!("web-{n}"));
+            let state = ["running", "stopped", "terminated"][rng.below(3) as usize];
+            let tag_set: Vec<Value> = tags
+                .iter()
+                .map(|(k, v)| json!({"key": k, "value": v}))
+                .collect();
+            let props = json!({
+                "instanceId": id, "instanceType": "t3.micro", "imageId": format!("ami-{:08x}", n % 977),
+                "instanceState": {"code": "16", "name": state}, "launchTime": created,
+                "vpcId": format!("vpc-{:08x}", n % 31), "subnetId": format!("subnet-{:08x}", n % 97),
+                "privateIpAddress": format!("10.{}.{}.{}", n % 256, (n / 256) % 256, n % 250 + 1),
+                "tagSet": tag_set,
+                "groupSet": [{"groupId": format!("sg-{:08x}", n % 53), "groupName": "web"}]
+            });
+            (region, id, format!("web-{n}"), props)
+        }
+        ResourceType::AwsEc2SecurityGroup => {
+            let id = format!("sg-{n:017x}");
+            let world = rng.pct(15);
+            let port = ["22", "3389", "443", "80"][rng.below(4) as usize];
+            let props = json!({
+                "groupId": id, "groupName": format!("sg-{n}"), "vpcId": format!("vpc-{:08x}", n % 31),
+                "ownerId": account, "groupDescription": "synthetic security group",
+                "ipPermissions": [
+                    {"ipProtocol": "tcp", "fromPort": "443", "toPort": "443",
+                     "ipRanges": [{"cidrIp": "0.0.0.0/0"}], "ipv6Ranges": [], "groups": [], "prefixListIds": []},
+                    {"ipProtocol": if rng.pct(10) { "-1" } else { "tcp" }, "fromPort": port, "toPort": port,
+                     "ipRanges": [{"cidrIp": if world { "0.0.0.0/0" } else { "10.0.0.0/8" }}],
+                     "ipv6Ranges": [], "groups": [], "prefixListIds": []}
+                ],
+                "ipPermissionsEgress": [{"ipProtocol": "-1", "ipRanges": [{"cidrIp": "0.0.0.0/0"}],
+                                         "ipv6Ranges": [], "groups": [], "prefixListIds": []}],
+                "tagSet": []
+            });
+            (region, id.clone(), format!("sg-{n}"), props)
+        }
+        ResourceType::AwsEc2Volume => {
+            let id = format!("vol-{n:017x}");
+            let props = json!({
+                "volumeId": id, "size": (8 + n % 500).to_string(), "volumeType": "gp3",
+                "encrypted": if rng.pct(30) { "false" } else { "true" }, "state": "in-use",
+                "availabilityZone": format!("{region}a"), "createTime": created,
+                "iops": "3000", "throughput": "125", "multiAttachEnabled": "false",
+                "attachmentSet": [{"volumeId": id, "instanceId": format!("i-{:017x}", n), "device": "/dev/xvda",
+                                   "status": "attached", "attachTime": created, "deleteOnTermination": "true"}],
+                "tagSet": []
+            });
+            (region, id.clone(), id, props)
+        }
+        ResourceType::AwsEc2Vpc => {
+            let id = format!("vpc-{n:017x}");
+            let props = json!({
+                "vpcId": id, "cidrBlock": format!("10.{}.0.0/16", n % 256), "isDefault": "false",
+                "state": "available", "dhcpOptionsId": "dopt-1", "instanceTenancy": "default",
+                "cidrBlockAssociationSet": [{"associationId": format!("vpc-cidr-assoc-{n}"),
+                    "cidrBlock": format!("10.{}.0.0/16", n % 256), "cidrBlockState": {"state": "associated"}}],
+                "tagSet": []
+            });
+            (region, id.clone(), id, props)
+        }
+        ResourceType::AwsS3Bucket => {
+            let id = format!("bench-bucket-{n}");
+            let mut grants = vec![
+                json!({"Grantee": {"Type": "CanonicalUser", "ID": "79a59df900b949e5", "DisplayName": "owner"},
+                                         "Permission": "FULL_CONTROL"}),
+            ];
+            if rng.pct(10) {
+                grants.push(json!({"Grantee": {"Type": "Group", "URI": "http://acs.amazonaws.com/groups/global/AllUsers"},
+                                   "Permission": "READ"}));
+            }
+            let encryption = if rng.pct(25) {
+                Value::Null
+            } else {
+                json!({"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}, "BucketKeyEnabled": "false"}]})
+            };
+            let props = json!({
+                "Name": id, "CreationDate": created, "Region": region,
+                "Acl": {"Owner": {"ID": "79a59df900b949e5", "DisplayName": "owner"}, "Grants": grants},
+                "Encryption": encryption, "PublicAccessBlock": null, "PolicyStatus": null,
+                "Versioning": {"Status": "Enabled"}
+            });
+            (region, id.clone(), id, props)
+        }
+        ResourceType::AwsIamUser => {
+            let id = format!("user-{n}");
+            let mfa = if rng.pct(60) {
+                json!([{"SerialNumber": format!("arn:aws:iam::{account}:mfa/{id}"), "EnableDate": created}])
+            } else {
+                json!([])
+            };
+            let login = if rng.pct(50) {
+                json!({"CreateDate": created, "PasswordResetRequired": "false"})
+            } else {
+                Value::Null
+            };
+            let keys = json!([
+                {"AccessKeyId": format!("AKIA{n:016X}"), "Status": if rng.pct(80) { "Active" } else { "Inactive" },
+                 "CreateDate": date(rng.below(200))}
+            ]);
+            let props = json!({
+                "UserName": id, "UserId": format!("AIDA{n:017X}"), "Arn": format!("arn:aws:iam::{account}:user/{id}"),
+                "Path": "/", "CreateDate": created, "MFADevices": mfa, "LoginProfile": login,
+                "AccessKeys": keys, "Tags": []
+            });
+            ("global", id.clone(), id, props)
+        }
+        ResourceType::AwsRdsDbInstance => {
+            let id = format!("db-{n}");
+            let props = json!({
+                "DBInstanceIdentifier": id, "DBInstanceArn": format!("arn:aws:rds:{region}:{account}:db:{id}"),
+                "Engine": "postgres", "EngineVersion": "15.4", "DBInstanceClass": "db.t3.micro",
+                "DBInstanceStatus": "available", "AllocatedStorage": "20", "MultiAZ": "false",
+                "PubliclyAccessible": if rng.pct(10) { "true" } else { "false" },
+                "StorageEncrypted": if rng.pct(20) { "false" } else { "true" },
+                "Endpoint": {"Address": format!("{id}.abc.{region}.rds.amazonaws.com"), "Port": "5432"},
+                "TagList": []
+            });
+            (region, id.clone(), id, props)
+        }
+        ResourceType::AwsKmsKey => {
+            let id = format!("{:08x}-0000-4000-8000-{n:012x}", n % 0xffff_ffff);
+            let customer = rng.pct(60);
+            let rotation = if customer {
+                json!(rng.pct(50))
+            } else {
+                Value::Null
+            };
+            let props = json!({
+                "KeyId": id, "Arn": format!("arn:aws:kms:{region}:{account}:key/{id}"),
+                "KeyManager": if customer { "CUSTOMER" } else { "AWS" }, "KeyState": "Enabled",
+                "Enabled": true, "KeyUsage": "ENCRYPT_DECRYPT", "KeySpec": "SYMMETRIC_DEFAULT",
+                "CreationDate": 1_704_067_200 + n, "KeyRotationEnabled": rotation,
+                "Aliases": [format!("alias/bench-{n}")]
+            });
+            (region, id.clone(), format!("alias/bench-{n}"), props)
+        }
+        ResourceType::AwsCloudtrailTrail => {
+            let name = format!("trail-{n}");
+            let arn = format!("arn:aws:cloudtrail:{region}:{account}:trail/{name}");
+            let props = json!({
+                "Name": name, "TrailARN": arn, "HomeRegion": region,
+                "IsMultiRegionTrail": rng.pct(50), "S3BucketName": format!("bench-trail-logs-{}", n % 13),
+                "IncludeGlobalServiceEvents": true, "LogFileValidationEnabled": true, "IsLogging": rng.pct(90)
+            });
+            (region, arn, name, props)
+        }
+        ResourceType::AwsAccount => {
+            // one account resource per synthetic "account": the id varies so each row is distinct
+            let id = format!("{:012}", n);
+            let trails: Vec<Value> = (0..(n % 3))
+                .map(|t| {
+                    json!({"TrailARN": format!("arn:aws:cloudtrail:us-east-1:{id}:trail/t{t}"), "Name": format!("t{t}"),
+                           "HomeRegion": "us-east-1", "IsMultiRegionTrail": rng.pct(50), "IsLogging": rng.pct(80)})
+                })
+                .collect();
+            let props = json!({"AccountId": id, "Arn": format!("arn:aws:iam::{id}:user/bench"), "Trails": trails});
+            ("global", id.clone(), id, props)
+        }
+    };
+    Resource::harvested(cloud, account, region, rtype, id, name, tags, props, now)
+}

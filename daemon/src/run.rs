@@ -1,0 +1,92 @@
+//! `palisade run`: start the node's roles and serve until SIGTERM or SIGINT.
+
+use actix::Actor;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use palisade_actors::http::{self, ApiState};
+use palisade_actors::settings::Role;
+use palisade_actors::supervisor::{NodeDeps, NodeError, Shutdown, Supervisor};
+
+use crate::conf::Loaded;
+
+/// The node id: configured, else the host name.
+pub fn node_id(configured: &str) -> String {
+    if !configured.is_empty() {
+        return configured.to_string();
+    }
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "palisade".to_string())
+}
+
+async fn wait_for_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM; use SIGINT");
+            let _ = tokio::signal::ctrl_c().await;
+            return "SIGINT";
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+    }
+}
+
+/// Run the daemon; returns the process exit code.
+pub fn run(loaded: Loaded) -> ExitCode {
+    let settings = loaded.settings;
+    let node = node_id(&settings.node.id);
+    tracing::info!(
+        stage = %loaded.stage,
+        node = %node,
+        debug = settings.debug_enabled(&loaded.stage),
+        sources = %loaded.sources.join(", "),
+        version = env!("CARGO_PKG_VERSION"),
+        "palisade starting"
+    );
+    let system = actix_rt::System::new();
+    let result: Result<(), NodeError> = system.block_on(async move {
+        let deps = NodeDeps::embedded(&settings, node.clone()).await?;
+        let server = if settings.has_role(Role::Interface) {
+            let state = ApiState {
+                store: deps.store.clone(),
+                queue: deps.queue.clone(),
+                bus: deps.bus.clone(),
+                catalog: deps.catalog.clone(),
+                node_id: node.clone(),
+            };
+            let server = http::bind(settings.http.bind, state).map_err(|e| NodeError::Bind {
+                addr: settings.http.bind.to_string(),
+                reason: e.to_string(),
+            })?;
+            tracing::info!(bind = %settings.http.bind, "interface server listening");
+            Some(server)
+        } else {
+            None
+        };
+        let supervisor = Supervisor::new(deps, server).start();
+        let signal = wait_for_signal().await;
+        tracing::info!(signal, "shutdown requested");
+        let grace = Duration::from_secs(settings.scheduler.shutdown_grace_secs);
+        if let Err(e) = supervisor.send(Shutdown { grace }).await {
+            tracing::warn!(error = %e, "supervisor gone before shutdown");
+        }
+        tracing::info!("palisade stopped");
+        Ok(())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "palisade cannot start");
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

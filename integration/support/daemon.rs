@@ -1,0 +1,156 @@
+//! The real `palisade` daemon as a child process, with its own data directory and port.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{free_port, palisade_command};
+
+pub struct Daemon {
+    child: Option<Child>,
+    pub port: u16,
+    /// The daemon's working directory (its data lives here); removed on drop.
+    _dir: tempfile::TempDir,
+    log: PathBuf,
+}
+
+impl Daemon {
+    /// Start `palisade run` with `env` on top of a test configuration, and wait for /healthz.
+    pub fn start(env: &[(String, String)]) -> Daemon {
+        let port = free_port();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("palisade.log");
+        let log_file = std::fs::File::create(&log).expect("log file");
+        let mut cmd = palisade_command();
+        cmd.arg("run")
+            .current_dir(dir.path())
+            .env("STAGE", "test")
+            .env("RUST_LOG", "info,palisade_actors=debug")
+            .env("PALISADE__HTTP__BIND", format!("127.0.0.1:{port}"))
+            .env("PALISADE__SCHEDULER__HARVEST_INTERVAL_SECS", "0")
+            .env("PALISADE__SCHEDULER__COMPLIANCE_INTERVAL_SECS", "0")
+            .env("PALISADE__SUPERVISOR__RESTART_BACKOFF_INITIAL_MS", "100")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn palisade");
+        let mut d = Daemon {
+            child: Some(child),
+            port,
+            _dir: dir,
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = ureq::get(&d.url("/healthz")).call() {
+                if r.status() == 200 {
+                    return d;
+                }
+            }
+            if let Some(status) = d.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("palisade exited early ({status}): {}", d.logs());
+            }
+            assert!(Instant::now() < deadline, "palisade not healthy: {}", d.logs());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    pub fn logs(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    /// GET a JSON document; panics with the logs on a non-2xx answer.
+    pub fn get(&self, path: &str) -> serde_json::Value {
+        match ureq::get(&self.url(path)).call() {
+            Ok(r) => r.into_json().expect("json body"),
+            Err(e) => panic!("GET {path}: {e}\n{}", self.logs()),
+        }
+    }
+
+    /// Any request; returns (status, JSON body or null).
+    pub fn request(&self, method: &str, path: &str, body: Option<&str>) -> (u16, serde_json::Value) {
+        let req = ureq::request(method, &self.url(path)).set("Content-Type", "application/json");
+        let res = match body {
+            Some(b) => req.send_string(b),
+            None => req.call(),
+        };
+        let resp = match res {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{method} {path}: {e}\n{}", self.logs()),
+        };
+        let status = resp.status();
+        let text = resp.into_string().unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+    }
+
+    /// Poll a job until it finishes; returns its final document.
+    pub fn wait_job(&self, id: &str, limit: Duration) -> serde_json::Value {
+        let deadline = Instant::now() + limit;
+        loop {
+            let job = self.get(&format!("/v2/jobs/{id}"));
+            if matches!(job["state"].as_str(), Some("done" | "failed")) {
+                return job;
+            }
+            assert!(Instant::now() < deadline, "job {id} did not finish: {job}\n{}", self.logs());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Wait until the queue is empty and nothing runs.
+    pub fn wait_idle(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let q = self.get("/v2/jobs/queues");
+            let busy: u64 = ["p0", "p1", "p2"]
+                .iter()
+                .map(|p| q[p]["depth"].as_u64().unwrap_or(0) + q[p]["running"].as_u64().unwrap_or(0))
+                .sum();
+            if busy == 0 {
+                return;
+            }
+            assert!(Instant::now() < deadline, "queue never idle: {q}\n{}", self.logs());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Send SIGTERM and wait for the exit status.
+    pub fn terminate(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running daemon");
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("palisade did not exit after SIGTERM: {}", self.logs());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
