@@ -3,6 +3,7 @@
 //! services it needs (its own moto, its own daemon) and fails loudly when it cannot.
 
 mod support;
+mod tidy;
 
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -16,7 +17,10 @@ use support::{aws_env, palisade_command};
 const REGIONS: [&str; 2] = ["us-east-1", "eu-west-1"];
 
 fn nonzero(m: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
-    m.iter().filter(|(_, v)| **v > 0).map(|(k, v)| (k.clone(), *v)).collect()
+    m.iter()
+        .filter(|(_, v)| **v > 0)
+        .map(|(k, v)| (k.clone(), *v))
+        .collect()
 }
 
 fn tally<'a>(values: impl Iterator<Item = &'a Value>, key: &str) -> BTreeMap<String, u64> {
@@ -32,7 +36,8 @@ fn tally<'a>(values: impl Iterator<Item = &'a Value>, key: &str) -> BTreeMap<Str
 fn scan(env: &[(String, String)]) -> (Option<i32>, Value, String) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cmd = palisade_command();
-    cmd.current_dir(dir.path()).args(["scan", "--provider", "aws", "--format", "json"]);
+    cmd.current_dir(dir.path())
+        .args(["scan", "--provider", "aws", "--format", "json"]);
     for r in REGIONS {
         cmd.args(["--region", r]);
     }
@@ -46,10 +51,22 @@ fn scan(env: &[(String, String)]) -> (Option<i32>, Value, String) {
 }
 
 fn assert_scan_matches(doc: &Value, expected: &Expected, stderr: &str) {
-    let resources = doc["resources"].as_array().unwrap_or_else(|| panic!("no resources: {stderr}"));
-    let findings = doc["findings"].as_array().unwrap_or_else(|| panic!("no findings: {stderr}"));
-    assert_eq!(tally(resources.iter(), "type"), nonzero(&expected.types), "resources per type");
-    assert_eq!(tally(findings.iter(), "insight"), nonzero(&expected.insights), "findings per insight");
+    let resources = doc["resources"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no resources: {stderr}"));
+    let findings = doc["findings"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no findings: {stderr}"));
+    assert_eq!(
+        tally(resources.iter(), "type"),
+        nonzero(&expected.types),
+        "resources per type"
+    );
+    assert_eq!(
+        tally(findings.iter(), "insight"),
+        nonzero(&expected.insights),
+        "findings per insight"
+    );
     let ids: std::collections::BTreeSet<&str> =
         resources.iter().filter_map(|r| r["id"].as_str()).collect();
     for f in findings {
@@ -57,7 +74,10 @@ fn assert_scan_matches(doc: &Value, expected: &Expected, stderr: &str) {
         assert!(ids.contains(id), "finding on an unknown resource: {f}");
     }
     for r in resources {
-        assert!(r["region"].is_string() && r["id"].is_string(), "resource shape: {r}");
+        assert!(
+            r["region"].is_string() && r["id"].is_string(),
+            "resource shape: {r}"
+        );
     }
 }
 
@@ -83,7 +103,10 @@ fn scan_backs_off_and_completes_when_the_api_throttles() {
     assert_eq!(code, Some(3), "{stderr}");
     assert_scan_matches(&doc, &expected, &stderr);
     let throttled = shim.throttled.load(std::sync::atomic::Ordering::SeqCst);
-    assert!(throttled >= 5, "the shim throttled only {throttled} requests");
+    assert!(
+        throttled >= 5,
+        "the shim throttled only {throttled} requests"
+    );
 }
 
 #[test]
@@ -92,25 +115,47 @@ fn every_aws_call_goes_through_the_proxy_unless_no_proxy_says_otherwise() {
     let proxy = ForwardProxy::start();
     let secret = "pr0xy-s3cret-pw";
     let mut env = aws_env(&moto.endpoint());
-    env.push(("http_proxy".into(), format!("http://alice:{secret}@127.0.0.1:{}", proxy.port)));
+    env.push((
+        "http_proxy".into(),
+        format!("http://alice:{secret}@127.0.0.1:{}", proxy.port),
+    ));
     env.push(("RUST_LOG".into(), "debug".into()));
     let (code, doc, stderr) = scan(&env);
-    assert!(matches!(code, Some(0 | 3)), "scan through the proxy: {stderr}");
-    assert!(doc["resources"].as_array().is_some_and(|r| !r.is_empty()), "{stderr}");
+    assert!(
+        matches!(code, Some(0 | 3)),
+        "scan through the proxy: {stderr}"
+    );
+    assert!(
+        doc["resources"].as_array().is_some_and(|r| !r.is_empty()),
+        "{stderr}"
+    );
     let seen = proxy.seen();
     assert!(seen.len() >= 10, "proxy saw {} requests", seen.len());
     let port = format!("127.0.0.1:{}", moto.port);
-    assert!(seen.iter().all(|s| s.method != "CONNECT" && s.target.contains(&port)), "{seen:?}");
     assert!(
-        seen.iter().all(|s| s.proxy_authorization.as_deref().is_some_and(|a| a.starts_with("Basic "))),
+        seen.iter()
+            .all(|s| s.method != "CONNECT" && s.target.contains(&port)),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter().all(|s| s
+            .proxy_authorization
+            .as_deref()
+            .is_some_and(|a| a.starts_with("Basic "))),
         "every proxied request carries Proxy-Authorization: {seen:?}"
     );
-    assert!(!stderr.contains(secret), "the proxy password reached the logs");
+    assert!(
+        !stderr.contains(secret),
+        "the proxy password reached the logs"
+    );
 
     let before = proxy.seen().len();
     env.push(("no_proxy".into(), "localhost,127.0.0.1".into()));
     let (code, _, stderr) = scan(&env);
-    assert!(matches!(code, Some(0 | 3)), "scan bypassing the proxy: {stderr}");
+    assert!(
+        matches!(code, Some(0 | 3)),
+        "scan bypassing the proxy: {stderr}"
+    );
     assert_eq!(proxy.seen().len(), before, "no_proxy must bypass the proxy");
 }
 
@@ -145,14 +190,23 @@ fn daemon_harvests_evaluates_and_serves_exact_counts() {
         let n = i["open_findings"].as_u64().unwrap_or(0);
         open.insert(i["id"].as_str().unwrap_or_default().to_string(), n);
     }
-    assert_eq!(nonzero(&open), nonzero(&expected.insights), "open findings per insight");
+    assert_eq!(
+        nonzero(&open),
+        nonzero(&expected.insights),
+        "open findings per insight"
+    );
     for (insight, n) in nonzero(&expected.insights) {
         let page = daemon.get(&format!("/v2/insights/{insight}/findings?limit=1000"));
         assert_eq!(page["total"].as_u64(), Some(n), "{insight}");
         let first = &page["items"][0];
-        let res = daemon.get(&format!("/v2/resources/{}", first["resource_uid"].as_str().unwrap_or_default()));
+        let res = daemon.get(&format!(
+            "/v2/resources/{}",
+            first["resource_uid"].as_str().unwrap_or_default()
+        ));
         assert!(
-            res["findings"].as_array().is_some_and(|f| f.iter().any(|x| x["insight"] == insight.as_str())),
+            res["findings"]
+                .as_array()
+                .is_some_and(|f| f.iter().any(|x| x["insight"] == insight.as_str())),
             "resource carries its finding: {res}"
         );
     }
@@ -160,8 +214,20 @@ fn daemon_harvests_evaluates_and_serves_exact_counts() {
     // Malformed input: a 4xx with a JSON error body, never a crash.
     for (method, path, body) in [
         ("POST", "/v2/clouds", Some("{not json")),
-        ("POST", "/v2/clouds", Some(r#"{"provider":"aws","name":"x","regions":["us-east-1"],"credentials":{"kind":"keys"}}"#)),
-        ("POST", "/v2/clouds", Some(r#"{"provider":"aws","name":"x","regions":["us-east-1"],"credentials":{"kind":"default"},"extra":1}"#)),
+        (
+            "POST",
+            "/v2/clouds",
+            Some(
+                r#"{"provider":"aws","name":"x","regions":["us-east-1"],"credentials":{"kind":"keys"}}"#,
+            ),
+        ),
+        (
+            "POST",
+            "/v2/clouds",
+            Some(
+                r#"{"provider":"aws","name":"x","regions":["us-east-1"],"credentials":{"kind":"default"},"extra":1}"#,
+            ),
+        ),
         ("GET", "/v2/resources?limit=abc", None),
         ("GET", "/v2/resources?type=aws.nothing", None),
         ("GET", "/v2/jobs/does-not-exist", None),
@@ -170,7 +236,10 @@ fn daemon_harvests_evaluates_and_serves_exact_counts() {
     ] {
         let (status, err) = daemon.request(method, path, body);
         assert!((400..500).contains(&status), "{method} {path} -> {status}");
-        assert!(err["code"].is_string() && err["message"].is_string(), "{method} {path}: {err}");
+        assert!(
+            err["code"].is_string() && err["message"].is_string(),
+            "{method} {path}: {err}"
+        );
     }
     assert_eq!(daemon.get("/healthz")["status"], "ok");
 
@@ -183,7 +252,8 @@ fn daemon_harvests_evaluates_and_serves_exact_counts() {
     let logs = daemon.logs();
     assert!(logs.contains("draining"), "{logs}");
     assert!(
-        logs.lines().any(|l| l.contains("job done") && l.contains(&job_id)),
+        logs.lines()
+            .any(|l| l.contains("job done") && l.contains(&job_id)),
         "the running harvest finished before exit: {logs}"
     );
 }
@@ -201,15 +271,24 @@ fn a_panicking_harvester_is_restarted_and_the_daemon_keeps_serving() {
     let id = cloud["id"].as_str().expect("id").to_string();
 
     let (_, job) = daemon.request("POST", &format!("/v2/clouds/{id}/harvest"), None);
-    let first = daemon.wait_job(job["job_id"].as_str().expect("job"), Duration::from_secs(120));
+    let first = daemon.wait_job(
+        job["job_id"].as_str().expect("job"),
+        Duration::from_secs(120),
+    );
     assert_eq!(first["state"], "failed", "{first}");
-    assert!(first["error"].as_str().is_some_and(|e| e.contains("crash")), "{first}");
+    assert!(
+        first["error"].as_str().is_some_and(|e| e.contains("crash")),
+        "{first}"
+    );
 
     // The supervisor restarts the harvester; the next harvest succeeds.
     let mut second = Value::Null;
     for _ in 0..50 {
         let (_, job) = daemon.request("POST", &format!("/v2/clouds/{id}/harvest"), None);
-        second = daemon.wait_job(job["job_id"].as_str().expect("job"), Duration::from_secs(120));
+        second = daemon.wait_job(
+            job["job_id"].as_str().expect("job"),
+            Duration::from_secs(120),
+        );
         if second["state"] == "done" {
             break;
         }
@@ -237,12 +316,34 @@ fn a_bad_configuration_is_refused_by_name() {
     assert!(stderr.contains("http.bindd"), "{stderr}");
 
     std::fs::create_dir(dir.path().join("conf")).expect("conf dir");
-    std::fs::write(dir.path().join("conf/local.toml"), "[scheduler]\nworkers = \"many\"\n").expect("write");
-    let out = palisade_command().current_dir(dir.path()).arg("run").output().expect("run");
-    assert_eq!(out.status.code(), Some(2), "run refuses a bad configuration");
+    std::fs::write(
+        dir.path().join("conf/local.toml"),
+        "[scheduler]\nworkers = \"many\"\n",
+    )
+    .expect("write");
+    let out = palisade_command()
+        .current_dir(dir.path())
+        .arg("run")
+        .output()
+        .expect("run");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "run refuses a bad configuration"
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("workers"), "{stderr}");
 
-    let ok = palisade_command().current_dir(dir.path()).arg("validate").env("PALISADE_CONF_DIR", "/nonexistent").output().expect("validate");
-    assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stderr));
+    let ok = palisade_command()
+        .current_dir(dir.path())
+        .arg("validate")
+        .env("PALISADE_CONF_DIR", "/nonexistent")
+        .output()
+        .expect("validate");
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
 }

@@ -164,7 +164,8 @@ impl Settings {
         if self.compliance.page_size == 0 {
             return Err(invalid("compliance.page_size", "must be at least 1"));
         }
-        if !(self.aws.requests_per_second > 0.0) {
+        let rate = self.aws.requests_per_second;
+        if rate.is_nan() || rate <= 0.0 {
             return Err(invalid("aws.requests_per_second", "must be positive"));
         }
         if self.aws.burst == 0 {

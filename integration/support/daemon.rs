@@ -54,7 +54,11 @@ impl Daemon {
             if let Some(status) = d.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 panic!("palisade exited early ({status}): {}", d.logs());
             }
-            assert!(Instant::now() < deadline, "palisade not healthy: {}", d.logs());
+            assert!(
+                Instant::now() < deadline,
+                "palisade not healthy: {}",
+                d.logs()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -80,7 +84,12 @@ impl Daemon {
     }
 
     /// Any request; returns (status, JSON body or null).
-    pub fn request(&self, method: &str, path: &str, body: Option<&str>) -> (u16, serde_json::Value) {
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> (u16, serde_json::Value) {
         let req = ureq::request(method, &self.url(path)).set("Content-Type", "application/json");
         let res = match body {
             Some(b) => req.send_string(b),
@@ -93,7 +102,10 @@ impl Daemon {
         };
         let status = resp.status();
         let text = resp.into_string().unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+        )
     }
 
     /// Poll a job until it finishes; returns its final document.
@@ -104,7 +116,11 @@ impl Daemon {
             if matches!(job["state"].as_str(), Some("done" | "failed")) {
                 return job;
             }
-            assert!(Instant::now() < deadline, "job {id} did not finish: {job}\n{}", self.logs());
+            assert!(
+                Instant::now() < deadline,
+                "job {id} did not finish: {job}\n{}",
+                self.logs()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -116,12 +132,18 @@ impl Daemon {
             let q = self.get("/v2/jobs/queues");
             let busy: u64 = ["p0", "p1", "p2"]
                 .iter()
-                .map(|p| q[p]["depth"].as_u64().unwrap_or(0) + q[p]["running"].as_u64().unwrap_or(0))
+                .map(|p| {
+                    q[p]["depth"].as_u64().unwrap_or(0) + q[p]["running"].as_u64().unwrap_or(0)
+                })
                 .sum();
             if busy == 0 {
                 return;
             }
-            assert!(Instant::now() < deadline, "queue never idle: {q}\n{}", self.logs());
+            assert!(
+                Instant::now() < deadline,
+                "queue never idle: {q}\n{}",
+                self.logs()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }

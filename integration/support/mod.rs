@@ -55,9 +55,20 @@ pub fn aws_env(endpoint: &str) -> Vec<(String, String)> {
 
 /// Variables a test must not inherit from the developer's shell.
 pub const SCRUBBED_ENV: &[&str] = &[
-    "http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "no_proxy", "NO_PROXY",
-    "all_proxy", "ALL_PROXY", "AWS_PROFILE", "AWS_SESSION_TOKEN", "PALISADE_CONF_DIR",
-    "PALISADE_ENV_FILE", "RUST_LOG", "STAGE",
+    "http_proxy",
+    "HTTP_PROXY",
+    "https_proxy",
+    "HTTPS_PROXY",
+    "no_proxy",
+    "NO_PROXY",
+    "all_proxy",
+    "ALL_PROXY",
+    "AWS_PROFILE",
+    "AWS_SESSION_TOKEN",
+    "PALISADE_CONF_DIR",
+    "PALISADE_ENV_FILE",
+    "RUST_LOG",
+    "STAGE",
 ];
 
 /// A `Command` for the palisade binary with a scrubbed environment.

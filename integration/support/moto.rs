@@ -17,12 +17,24 @@ impl Moto {
     pub fn start() -> Moto {
         let port = free_port();
         let child = Command::new(python())
-            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
             .env("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start moto with {}: {e} (run the README's test command)", python()));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start moto with {}: {e} (run the README's test command)",
+                    python()
+                )
+            });
         let moto = Moto { child, port };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -33,7 +45,10 @@ impl Moto {
             {
                 return moto;
             }
-            assert!(Instant::now() < deadline, "moto did not come up on port {port}");
+            assert!(
+                Instant::now() < deadline,
+                "moto did not come up on port {port}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -46,7 +61,12 @@ impl Moto {
     pub fn seed(&self, regions: &[&str], extra: &[&str]) -> Expected {
         let out = Command::new(python())
             .arg(root().join("integration/estate.py"))
-            .args(["--endpoint", &self.endpoint(), "--regions", &regions.join(",")])
+            .args([
+                "--endpoint",
+                &self.endpoint(),
+                "--regions",
+                &regions.join(","),
+            ])
             .args(extra)
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing")
@@ -59,7 +79,10 @@ impl Moto {
             String::from_utf8_lossy(&out.stderr)
         );
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!("estate.py printed no expectation ({e}): {}", String::from_utf8_lossy(&out.stdout))
+            panic!(
+                "estate.py printed no expectation ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
         })
     }
 }

@@ -60,7 +60,9 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Request> {
 /// Send `req` to `upstream` (host:port) in origin form and relay the whole answer.
 fn forward(req: &Request, upstream: &str, path: &str, client: &mut TcpStream) {
     let Ok(mut up) = TcpStream::connect(upstream) else {
-        let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        let _ = client.write_all(
+            b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        );
         return;
     };
     let mut head = format!("{} {} HTTP/1.1\r\n", req.method, path);
@@ -86,7 +88,11 @@ fn split_absolute(target: &str) -> Option<(String, String)> {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
-    let host = if host.contains(':') { host.to_string() } else { format!("{host}:80") };
+    let host = if host.contains(':') {
+        host.to_string()
+    } else {
+        format!("{host}:80")
+    };
     Some((host, path.to_string()))
 }
 
@@ -117,9 +123,12 @@ impl ForwardProxy {
 }
 
 fn handle_proxy(stream: TcpStream, log: Arc<Mutex<Vec<Seen>>>) {
-    let Ok(mut client) = stream.try_clone() else { return };
+    let Ok(mut client) = stream.try_clone() else {
+        return;
+    };
     let mut reader = BufReader::new(stream);
-    while let Some(req) = read_request(&mut reader) {
+    // Answers are close-delimited: one request per connection.
+    if let Some(req) = read_request(&mut reader) {
         let auth = req
             .headers
             .iter()
@@ -138,7 +147,9 @@ fn handle_proxy(stream: TcpStream, log: Arc<Mutex<Vec<Seen>>>) {
                 return;
             };
             let _ = client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n");
-            let (Ok(mut up_r), Ok(mut cl_w)) = (up.try_clone(), client.try_clone()) else { return };
+            let (Ok(mut up_r), Ok(mut cl_w)) = (up.try_clone(), client.try_clone()) else {
+                return;
+            };
             let mut up_w = up;
             let mut cl_r = reader.into_inner();
             std::thread::spawn(move || {
@@ -153,8 +164,6 @@ fn handle_proxy(stream: TcpStream, log: Arc<Mutex<Vec<Seen>>>) {
                 let _ = client.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
             }
         }
-        // Answers are close-delimited: one request per connection.
-        return;
     }
 }
 
@@ -176,15 +185,26 @@ impl ThrottlingShim {
             for stream in listener.incoming().flatten() {
                 let (t, n) = (t.clone(), n.clone());
                 std::thread::spawn(move || {
-                    let Ok(mut client) = stream.try_clone() else { return };
+                    let Ok(mut client) = stream.try_clone() else {
+                        return;
+                    };
                     let mut reader = BufReader::new(stream);
-                    let Some(req) = read_request(&mut reader) else { return };
+                    let Some(req) = read_request(&mut reader) else {
+                        return;
+                    };
                     let i = n.fetch_add(1, Ordering::SeqCst) + 1;
                     if i % every == 0 {
                         t.fetch_add(1, Ordering::SeqCst);
-                        let json = req.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("x-amz-target"));
+                        let json = req
+                            .headers
+                            .iter()
+                            .any(|(k, _)| k.eq_ignore_ascii_case("x-amz-target"));
                         let (ctype, body) = if json {
-                            ("application/x-amz-json-1.1", r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#.to_string())
+                            (
+                                "application/x-amz-json-1.1",
+                                r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#
+                                    .to_string(),
+                            )
                         } else {
                             ("text/xml", "<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error></ErrorResponse>".to_string())
                         };
@@ -196,7 +216,12 @@ impl ThrottlingShim {
                         return;
                     }
                     let target = req.target.clone();
-                    forward(&req, &format!("127.0.0.1:{upstream_port}"), &target, &mut client);
+                    forward(
+                        &req,
+                        &format!("127.0.0.1:{upstream_port}"),
+                        &target,
+                        &mut client,
+                    );
                 });
             }
         });

@@ -8,31 +8,10 @@ use std::fmt;
 
 use crate::Timestamp;
 
-/// Stable identifier of a configured cloud account (a UUID string).
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct CloudId(pub String);
-
-impl CloudId {
-    pub fn new_random(uuid: impl fmt::Display) -> Self {
-        CloudId(uuid.to_string())
-    }
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for CloudId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for CloudId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "CloudId({})", self.0)
-    }
-}
+crate::id::string_id!(
+    /// Stable identifier of a configured cloud account (a UUID string).
+    CloudId
+);
 
 /// The cloud provider behind an account.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -192,7 +171,10 @@ mod tests {
             session_token: Some("tok3n".into()),
         };
         let dbg = format!("{c:?}");
-        assert!(!dbg.contains("s3cr3t-value") && !dbg.contains("tok3n"), "{dbg}");
+        assert!(
+            !dbg.contains("s3cr3t-value") && !dbg.contains("tok3n"),
+            "{dbg}"
+        );
         let public = c.public().to_string();
         assert!(!public.contains("s3cr3t-value"), "{public}");
         let role = Credentials::AssumeRole {
@@ -205,14 +187,15 @@ mod tests {
 
     #[test]
     fn credentials_parse_from_api_shape() {
-        let c: Credentials = serde_json::from_str(
-            r#"{"kind":"keys","access_key_id":"a","secret_access_key":"b"}"#,
-        )
-        .expect("keys parse");
+        let c: Credentials =
+            serde_json::from_str(r#"{"kind":"keys","access_key_id":"a","secret_access_key":"b"}"#)
+                .expect("keys parse");
         assert_eq!(c.kind(), "keys");
         let bad = serde_json::from_str::<Credentials>(r#"{"kind":"keys","access_key_id":"a"}"#);
         assert!(bad.is_err());
-        let unknown = serde_json::from_str::<Credentials>(r#"{"kind":"keys","access_key_id":"a","secret_access_key":"b","x":1}"#);
+        let unknown = serde_json::from_str::<Credentials>(
+            r#"{"kind":"keys","access_key_id":"a","secret_access_key":"b","x":1}"#,
+        );
         assert!(unknown.is_err());
     }
 }

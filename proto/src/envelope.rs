@@ -120,7 +120,10 @@ mod tests {
         trailing.push(0);
         assert_eq!(Envelope::decode(&trailing), Err(WireError::Trailing(1)));
         let huge = vec![0u8; MAX_ENVELOPE_BYTES + 1];
-        assert!(matches!(Envelope::decode(&huge), Err(WireError::Oversized(_))));
+        assert!(matches!(
+            Envelope::decode(&huge),
+            Err(WireError::Oversized(_))
+        ));
     }
 
     #[test]

@@ -1,32 +1,13 @@
 //! Findings: an insight's verdict on one resource, with its history.
 
 use serde::{Deserialize, Serialize};
-use std::fmt;
 
 use crate::{CloudId, ResourceType, ResourceUid, Timestamp};
 
-/// Identifier of an insight (`aws-s3-public-acl`).
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct InsightId(pub String);
-
-impl InsightId {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for InsightId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for InsightId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "InsightId({})", self.0)
-    }
-}
+crate::id::string_id!(
+    /// Identifier of an insight (`aws-s3-public-acl`).
+    InsightId
+);
 
 /// How much an insight's finding matters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

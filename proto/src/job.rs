@@ -6,28 +6,10 @@ use std::fmt;
 
 use crate::{CloudId, ResourceType, Timestamp};
 
-/// Identifier of one queued job (a UUID string).
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct JobId(pub String);
-
-impl JobId {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for JobId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for JobId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "JobId({})", self.0)
-    }
-}
+crate::id::string_id!(
+    /// Identifier of one queued job (a UUID string).
+    JobId
+);
 
 /// Queue priority. `P0` always starts before any queued `P1` or `P2` job.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -10,6 +10,7 @@ pub mod cloud;
 pub mod envelope;
 pub mod event;
 pub mod finding;
+mod id;
 pub mod job;
 pub mod resource;
 

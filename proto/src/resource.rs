@@ -88,11 +88,11 @@ impl fmt::Display for ResourceType {
 /// Region name used for resources that belong to no region (IAM, the account itself).
 pub const GLOBAL_REGION: &str = "global";
 
-/// Palisade's stable key for a resource: a hash of (cloud, type, region, native id), so
-/// the same resource harvested twice, by any node, gets the same key.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct ResourceUid(pub String);
+crate::id::string_id!(
+    /// Palisade's stable key for a resource: a hash of (cloud, type, region, native id), so
+    /// the same resource harvested twice, by any node, gets the same key.
+    ResourceUid
+);
 
 impl ResourceUid {
     pub fn derive(cloud: &CloudId, rtype: ResourceType, region: &str, id: &str) -> Self {
@@ -103,21 +103,6 @@ impl ResourceUid {
         }
         let digest = h.finalize();
         ResourceUid(hex::encode(&digest[..16]))
-    }
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for ResourceUid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for ResourceUid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ResourceUid({})", self.0)
     }
 }
 

@@ -150,7 +150,7 @@ fn account_from(new: NewCloud) -> Result<CloudAccount, ApiError> {
     }
     check_credentials(&new.credentials)?;
     Ok(CloudAccount {
-        id: CloudId::new_random(uuid::Uuid::new_v4()),
+        id: CloudId(uuid::Uuid::new_v4().to_string()),
         provider,
         name,
         regions,
