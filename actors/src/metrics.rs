@@ -26,7 +26,9 @@ pub fn count(name: &'static str, labels: &[(&'static str, &str)], by: u64) {
             .map(|(k, v)| (*k, (*v).to_string()))
             .collect::<Vec<_>>(),
     );
-    let mut series = registry().lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut series = registry()
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     *series.entry(key).or_insert(0) += by;
 }
 
@@ -37,13 +39,17 @@ pub fn inc(name: &'static str, labels: &[(&'static str, &str)]) {
 
 /// The current value of one series (0 when never counted).
 pub fn value(name: &'static str, labels: &[(&'static str, &str)]) -> u64 {
-    let series = registry().lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let series = registry()
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     series
         .iter()
         .filter(|((n, l), _)| {
             *n == name
                 && l.len() == labels.len()
-                && l.iter().zip(labels).all(|((k, v), (k2, v2))| k == k2 && v == v2)
+                && l.iter()
+                    .zip(labels)
+                    .all(|((k, v), (k2, v2))| k == k2 && v == v2)
         })
         .map(|(_, v)| *v)
         .sum()
@@ -51,7 +57,9 @@ pub fn value(name: &'static str, labels: &[(&'static str, &str)]) -> u64 {
 
 /// Every series in the Prometheus text exposition format.
 pub fn render() -> String {
-    let series = registry().lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let series = registry()
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let mut out = String::new();
     let mut last = "";
     for ((name, labels), v) in series.iter() {
@@ -66,7 +74,10 @@ pub fn render() -> String {
                 if i > 0 {
                     out.push(',');
                 }
-                let escaped = val.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+                let escaped = val
+                    .replace('\\', "\\\\")
+                    .replace('"', "\\\"")
+                    .replace('\n', "\\n");
                 let _ = write!(out, "{k}=\"{escaped}\"");
             }
             out.push('}');
@@ -87,6 +98,9 @@ mod tests {
         assert_eq!(value("palisade_test_events_total", &[("kind", "a\"b")]), 3);
         let text = render();
         assert!(text.contains("# TYPE palisade_test_events_total counter"));
-        assert!(text.contains("palisade_test_events_total{kind=\"a\\\"b\"} 3"), "{text}");
+        assert!(
+            text.contains("palisade_test_events_total{kind=\"a\\\"b\"} 3"),
+            "{text}"
+        );
     }
 }

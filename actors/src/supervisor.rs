@@ -168,7 +168,11 @@ impl Supervisor {
         let s = &deps.settings;
         let mut kinds = Vec::new();
         if s.has_role(Role::Worker) {
-            kinds.extend([ChildKind::Harvester, ChildKind::Compliance, ChildKind::Worker]);
+            kinds.extend([
+                ChildKind::Harvester,
+                ChildKind::Compliance,
+                ChildKind::Worker,
+            ]);
         }
         if s.has_role(Role::Scheduler) {
             kinds.push(ChildKind::Scheduler);
@@ -251,7 +255,8 @@ impl Supervisor {
             return;
         }
         let now = Instant::now();
-        let initial = Duration::from_millis(self.deps.settings.supervisor.restart_backoff_initial_ms);
+        let initial =
+            Duration::from_millis(self.deps.settings.supervisor.restart_backoff_initial_ms);
         let max = Duration::from_millis(self.deps.settings.supervisor.restart_backoff_max_ms);
         for i in 0..self.children.len() {
             let kind = self.children[i].kind;
@@ -286,8 +291,15 @@ impl Supervisor {
                         let child = &mut self.children[i];
                         if child.ever_started {
                             child.restarts += 1;
-                            tracing::info!(actor = kind.name(), restarts = child.restarts, "role actor restarted");
-                            crate::metrics::inc("palisade_actor_restarts_total", &[("actor", kind.name())]);
+                            tracing::info!(
+                                actor = kind.name(),
+                                restarts = child.restarts,
+                                "role actor restarted"
+                            );
+                            crate::metrics::inc(
+                                "palisade_actor_restarts_total",
+                                &[("actor", kind.name())],
+                            );
                         }
                         child.ever_started = true;
                         child.addr = Some(addr);
@@ -345,13 +357,20 @@ impl Handler<Shutdown> for Supervisor {
             queue.close().await;
             let deadline = Instant::now() + msg.grace;
             let busy = running.load(Ordering::SeqCst);
-            tracing::info!(running_jobs = busy, grace_secs = msg.grace.as_secs(), "draining");
+            tracing::info!(
+                running_jobs = busy,
+                grace_secs = msg.grace.as_secs(),
+                "draining"
+            );
             while running.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             let left = running.load(Ordering::SeqCst);
             if left > 0 {
-                tracing::warn!(running_jobs = left, "grace period over; abandoning running jobs");
+                tracing::warn!(
+                    running_jobs = left,
+                    "grace period over; abandoning running jobs"
+                );
             }
             if let Some(http) = http {
                 let _ = http.send(StopServer).await;

@@ -422,7 +422,7 @@ impl Cx<'_> {
             }
             "older_than_days" | "newer_than_days" => {
                 let days = self.number(arg, here)?;
-                if !(days >= 0.0) {
+                if days.is_nan() || days < 0.0 {
                     return Err(self.invalid(here, "must be a non-negative number of days"));
                 }
                 if op == "older_than_days" {

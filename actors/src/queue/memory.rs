@@ -117,7 +117,9 @@ impl JobQueue for MemoryQueue {
                 inner.active_keys.insert(key, job.id.clone());
             }
             inner.waiting[job.priority.index()].push_back(job.id.clone());
-            inner.statuses.insert(job.id.clone(), JobStatus::queued(job));
+            inner
+                .statuses
+                .insert(job.id.clone(), JobStatus::queued(job));
         }
         self.wake.notify_one();
         Ok(true)
@@ -157,7 +159,10 @@ impl JobQueue for MemoryQueue {
         status.error = error;
         status.counts = counts;
         status.finished_at = Some(now);
-        let run = status.started_at.map(|s| secs_between(s, now)).unwrap_or(0.0);
+        let run = status
+            .started_at
+            .map(|s| secs_between(s, now))
+            .unwrap_or(0.0);
         let priority = status.job.priority;
         let key = status.job.dedupe_key();
         if let Some(key) = key {
@@ -239,10 +244,18 @@ mod tests {
     #[tokio::test]
     async fn p0_is_taken_before_older_p1_and_p2() {
         let q = MemoryQueue::new(10);
-        q.enqueue(job("a", JobPriority::P2, false)).await.expect("enqueue");
-        q.enqueue(job("b", JobPriority::P1, false)).await.expect("enqueue");
-        q.enqueue(job("c", JobPriority::P0, false)).await.expect("enqueue");
-        q.enqueue(job("d", JobPriority::P2, false)).await.expect("enqueue");
+        q.enqueue(job("a", JobPriority::P2, false))
+            .await
+            .expect("enqueue");
+        q.enqueue(job("b", JobPriority::P1, false))
+            .await
+            .expect("enqueue");
+        q.enqueue(job("c", JobPriority::P0, false))
+            .await
+            .expect("enqueue");
+        q.enqueue(job("d", JobPriority::P2, false))
+            .await
+            .expect("enqueue");
         let mut order = vec![];
         while let Some(j) = q.take("n", Duration::ZERO).await.expect("take") {
             order.push(j.id.0);
@@ -253,17 +266,41 @@ mod tests {
     #[tokio::test]
     async fn recurring_job_is_never_queued_twice_until_finished() {
         let q = MemoryQueue::new(10);
-        assert!(q.enqueue(job("r1", JobPriority::P2, true)).await.expect("enqueue"));
-        assert!(!q.enqueue(job("r2", JobPriority::P2, true)).await.expect("enqueue"));
-        let taken = q.take("n", Duration::ZERO).await.expect("take").expect("job");
+        assert!(q
+            .enqueue(job("r1", JobPriority::P2, true))
+            .await
+            .expect("enqueue"));
+        assert!(!q
+            .enqueue(job("r2", JobPriority::P2, true))
+            .await
+            .expect("enqueue"));
+        let taken = q
+            .take("n", Duration::ZERO)
+            .await
+            .expect("take")
+            .expect("job");
         // still running: still refused
-        assert!(!q.enqueue(job("r3", JobPriority::P2, true)).await.expect("enqueue"));
-        let done = JobOutcome::Done { counts: Default::default() };
+        assert!(!q
+            .enqueue(job("r3", JobPriority::P2, true))
+            .await
+            .expect("enqueue"));
+        let done = JobOutcome::Done {
+            counts: Default::default(),
+        };
         q.finish(&taken.id, done).await.expect("finish");
-        assert!(q.enqueue(job("r4", JobPriority::P2, true)).await.expect("enqueue"));
+        assert!(q
+            .enqueue(job("r4", JobPriority::P2, true))
+            .await
+            .expect("enqueue"));
         // one-off jobs are never de-duplicated
-        assert!(q.enqueue(job("o1", JobPriority::P0, false)).await.expect("enqueue"));
-        assert!(q.enqueue(job("o2", JobPriority::P0, false)).await.expect("enqueue"));
+        assert!(q
+            .enqueue(job("o1", JobPriority::P0, false))
+            .await
+            .expect("enqueue"));
+        assert!(q
+            .enqueue(job("o2", JobPriority::P0, false))
+            .await
+            .expect("enqueue"));
     }
 
     #[tokio::test]
@@ -272,21 +309,42 @@ mod tests {
         let q2 = q.clone();
         let waiter = tokio::spawn(async move { q2.take("n1", Duration::from_secs(5)).await });
         tokio::time::sleep(Duration::from_millis(20)).await;
-        q.enqueue(job("w", JobPriority::P1, false)).await.expect("enqueue");
+        q.enqueue(job("w", JobPriority::P1, false))
+            .await
+            .expect("enqueue");
         let got = waiter.await.expect("join").expect("take").expect("a job");
         let st = q.status(&got.id).await.expect("status").expect("known");
         assert_eq!(st.state, JobState::Running);
         assert_eq!(st.node.as_deref(), Some("n1"));
-        let failed = JobOutcome::Failed { error: "boom".into(), counts: Default::default() };
+        let failed = JobOutcome::Failed {
+            error: "boom".into(),
+            counts: Default::default(),
+        };
         q.finish(&got.id, failed).await.expect("finish");
         let st = q.status(&got.id).await.expect("status").expect("known");
-        assert_eq!((st.state, st.error.as_deref()), (JobState::Failed, Some("boom")));
+        assert_eq!(
+            (st.state, st.error.as_deref()),
+            (JobState::Failed, Some("boom"))
+        );
         let stats = q.stats().await.expect("stats");
         assert_eq!(stats.p1.failed, 1);
         // history of one: the next finished job evicts this one
-        q.enqueue(job("x", JobPriority::P0, false)).await.expect("enqueue");
-        let x = q.take("n1", Duration::ZERO).await.expect("take").expect("job");
-        q.finish(&x.id, JobOutcome::Done { counts: Default::default() }).await.expect("finish");
+        q.enqueue(job("x", JobPriority::P0, false))
+            .await
+            .expect("enqueue");
+        let x = q
+            .take("n1", Duration::ZERO)
+            .await
+            .expect("take")
+            .expect("job");
+        q.finish(
+            &x.id,
+            JobOutcome::Done {
+                counts: Default::default(),
+            },
+        )
+        .await
+        .expect("finish");
         assert!(q.status(&got.id).await.expect("status").is_none());
     }
 
@@ -296,7 +354,9 @@ mod tests {
         let mut old = job("old", JobPriority::P2, false);
         old.enqueued_at = chrono::Utc::now() - chrono::Duration::seconds(30);
         q.enqueue(old).await.expect("enqueue");
-        q.enqueue(job("new", JobPriority::P2, false)).await.expect("enqueue");
+        q.enqueue(job("new", JobPriority::P2, false))
+            .await
+            .expect("enqueue");
         let s = q.stats().await.expect("stats");
         assert_eq!((s.p0.depth, s.p2.depth), (0, 2));
         assert!(s.p2.oldest_wait_secs >= 29.0, "{}", s.p2.oldest_wait_secs);
@@ -305,8 +365,14 @@ mod tests {
     #[tokio::test]
     async fn closed_queue_hands_out_nothing() {
         let q = MemoryQueue::new(10);
-        q.enqueue(job("a", JobPriority::P0, false)).await.expect("enqueue");
+        q.enqueue(job("a", JobPriority::P0, false))
+            .await
+            .expect("enqueue");
         q.close().await;
-        assert!(q.take("n", Duration::from_millis(10)).await.expect("take").is_none());
+        assert!(q
+            .take("n", Duration::from_millis(10))
+            .await
+            .expect("take")
+            .is_none());
     }
 }

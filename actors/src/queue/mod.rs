@@ -29,8 +29,13 @@ pub enum QueueError {
 /// How a job ended.
 #[derive(Clone, Debug, PartialEq)]
 pub enum JobOutcome {
-    Done { counts: BTreeMap<String, u64> },
-    Failed { error: String, counts: BTreeMap<String, u64> },
+    Done {
+        counts: BTreeMap<String, u64>,
+    },
+    Failed {
+        error: String,
+        counts: BTreeMap<String, u64>,
+    },
 }
 
 /// One priority's figures for the queue status view.

@@ -127,7 +127,9 @@ impl Actor for SchedulerActor {
                     candidates.push((job, every));
                 }
                 for (job, every) in candidates {
-                    let Some(key) = job.dedupe_key() else { continue };
+                    let Some(key) = job.dedupe_key() else {
+                        continue;
+                    };
                     if !due(&key, every) {
                         continue;
                     }

@@ -34,7 +34,10 @@ pub async fn submit(queue: &dyn JobQueue, bus: &dyn Bus, job: Job) -> Result<boo
         );
         tracing::debug!(job = %id, %priority, kind = label, "job queued");
         // The bus is a wake-up only; workers also poll, so a lost event delays, never loses.
-        if let Err(e) = bus.publish(ClusterEvent::JobEnqueued { job: id, priority }).await {
+        if let Err(e) = bus
+            .publish(ClusterEvent::JobEnqueued { job: id, priority })
+            .await
+        {
             tracing::warn!(error = %e, "job wake-up not published");
         }
     }
@@ -62,10 +65,16 @@ pub struct RoleAddrs {
 
 impl RoleAddrs {
     pub fn harvester(&self) -> Option<Addr<HarvesterActor>> {
-        self.harvester.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.harvester
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
     pub fn compliance(&self) -> Option<Addr<ComplianceActor>> {
-        self.compliance.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.compliance
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
     pub fn set_harvester(&self, addr: Option<Addr<HarvesterActor>>) {
         *self.harvester.write().unwrap_or_else(|p| p.into_inner()) = addr;

@@ -139,7 +139,9 @@ pub async fn run_job(deps: &WorkerDeps, job: &Job) -> JobOutcome {
         &[("kind", job.kind.label()), ("state", state)],
     );
     match error {
-        None => tracing::info!(job = %job.id, kind = job.kind.label(), secs = started.elapsed().as_secs_f64(), "job done"),
+        None => {
+            tracing::info!(job = %job.id, kind = job.kind.label(), secs = started.elapsed().as_secs_f64(), "job done")
+        }
         Some(error) => tracing::warn!(job = %job.id, kind = job.kind.label(), error, "job failed"),
     }
     outcome

@@ -58,13 +58,20 @@ const RESOURCE_COLUMNS: &str = "uid, cloud, provider, account, region, rtype, id
 const FINDING_COLUMNS: &str = "insight, resource_uid, resource, resource_type, region, cloud, \
      state, first_seen, last_seen, resolved_at";
 
+/// Insert a resource, or refresh a known uid. The uid fixes cloud, type, region and id, so
+/// they are not rewritten, and `deleted_at` is cleared by [`REVIVE_RESOURCE`] only where it
+/// is set: refreshing a known resource changes no secondary index, only the table's page.
+/// (No `RETURNING`: SQLite buffers its rows in a temp file, which triples the bytes written.)
 const UPSERT_RESOURCE: &str = "INSERT INTO resources (uid, cloud, provider, account, region, \
      rtype, id, name, first_seen, last_seen, deleted_at, tags, properties) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, NULL, ?11, ?12) \
-     ON CONFLICT (uid) DO UPDATE SET cloud = excluded.cloud, provider = excluded.provider, \
-     account = excluded.account, region = excluded.region, rtype = excluded.rtype, \
-     id = excluded.id, name = excluded.name, last_seen = excluded.last_seen, \
-     deleted_at = NULL, tags = excluded.tags, properties = excluded.properties";
+     ON CONFLICT (uid) DO UPDATE SET provider = excluded.provider, \
+     account = excluded.account, name = excluded.name, last_seen = excluded.last_seen, \
+     tags = excluded.tags, properties = excluded.properties";
+
+/// Bring back a resource a sweep had marked deleted; a no-op for a live one.
+const REVIVE_RESOURCE: &str =
+    "UPDATE resources SET deleted_at = NULL WHERE uid = ?1 AND deleted_at IS NOT NULL";
 
 const UPSERT_FINDING: &str = "INSERT INTO findings (insight, resource_uid, resource, \
      resource_type, region, cloud, state, first_seen, last_seen, resolved_at) \
@@ -554,10 +561,11 @@ fn finding_filter(q: &FindingQuery) -> (String, Vec<Value>) {
     (sql, args)
 }
 
-/// The keyset scan's SQL. The `+` before `cloud` and `rtype` keeps SQLite from choosing a
-/// secondary index: the scan must walk the uid-clustered table in order, not sort.
+/// The keyset scan's SQL. The `+` before `deleted_at`, `cloud` and `rtype` keeps SQLite
+/// from choosing a secondary index: the scan must walk the uid-clustered table in order,
+/// not sort.
 fn scan_sql(query: &ScanQuery, has_after: bool) -> String {
-    let mut sql = format!("SELECT {RESOURCE_COLUMNS} FROM resources WHERE deleted_at IS NULL");
+    let mut sql = format!("SELECT {RESOURCE_COLUMNS} FROM resources WHERE +deleted_at IS NULL");
     if has_after {
         sql.push_str(" AND uid > ?");
     }
@@ -672,6 +680,9 @@ impl Store for SqliteStore {
                 let mut stmt = tx
                     .prepare_cached(UPSERT_RESOURCE)
                     .map_err(|e| query("prepare upsert resources", e))?;
+                let mut revive = tx
+                    .prepare_cached(REVIVE_RESOURCE)
+                    .map_err(|e| query("prepare revive resources", e))?;
                 let mut tags: Vec<u8> = Vec::new();
                 let mut props: Vec<u8> = Vec::new();
                 for r in &batch {
@@ -699,6 +710,9 @@ impl Store for SqliteStore {
                         props,
                     ])
                     .map_err(|e| query(&format!("upsert resource {}", r.uid), e))?;
+                    revive
+                        .execute(params![r.uid.0])
+                        .map_err(|e| query(&format!("revive resource {}", r.uid), e))?;
                 }
             }
             tx.commit()
@@ -784,7 +798,7 @@ impl Store for SqliteStore {
                 conn,
                 &format!(
                     "SELECT {RESOURCE_COLUMNS} FROM resources \
-                     WHERE id = ?1 AND deleted_at IS NULL LIMIT 2"
+                     WHERE id = ?1 AND +deleted_at IS NULL LIMIT 2"
                 ),
                 params![key],
                 2,
@@ -1247,6 +1261,83 @@ mod tests {
             );
         }
         assert_eq!(b.get_resource(r.uid.as_str()).await.expect("get"), None);
+    }
+
+    fn plan(conn: &Connection, sql: &str, args: usize) -> String {
+        let mut stmt = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .expect("prepare");
+        let values: Vec<Value> = (0..args).map(|_| Value::Text("x".into())).collect();
+        let rows: Vec<String> = stmt
+            .query_map(params_from_iter(values.iter()), |r| r.get::<_, String>(3))
+            .expect("plan")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        rows.join(" | ")
+    }
+
+    #[test]
+    fn live_listings_and_counts_are_answered_in_index_order() {
+        let store = SqliteStore::open_blocking(Location::Memory).expect("open");
+        let conn = store.inner.writer.lock().expect("lock");
+        for q in [
+            ResourceQuery {
+                cloud: Some(CloudId("c".into())),
+                ..ResourceQuery::default()
+            },
+            ResourceQuery {
+                rtype: Some(ResourceType::AwsEc2Volume),
+                ..ResourceQuery::default()
+            },
+        ] {
+            let (filter, args) = resource_filter(&q);
+            let list = format!(
+                "SELECT {RESOURCE_COLUMNS} FROM resources{filter} \
+                 ORDER BY rtype, region, id, uid LIMIT ? OFFSET ?"
+            );
+            let p = plan(&conn, &list, args.len() + 2);
+            assert!(!p.contains("TEMP B-TREE"), "listing must not sort: {p}");
+            let p = plan(
+                &conn,
+                &format!("SELECT COUNT(*) FROM resources{filter}"),
+                args.len(),
+            );
+            assert!(
+                p.contains("COVERING INDEX"),
+                "totals come from an index: {p}"
+            );
+        }
+        let p = plan(
+            &conn,
+            "SELECT rtype, COUNT(*) FROM resources WHERE deleted_at IS NULL \
+             AND cloud = ?1 GROUP BY rtype",
+            1,
+        );
+        assert!(
+            p.contains("COVERING INDEX"),
+            "live counts come from an index: {p}"
+        );
+        let p = plan(
+            &conn,
+            &format!(
+                "SELECT {RESOURCE_COLUMNS} FROM resources \
+                 WHERE id = ?1 AND +deleted_at IS NULL LIMIT 2"
+            ),
+            1,
+        );
+        assert!(p.contains("INDEX resources_native_id"), "by native id: {p}");
+        let p = plan(
+            &conn,
+            "SELECT 1 FROM resources WHERE cloud = ?1 AND rtype = ?2 \
+             AND deleted_at IS NULL AND last_seen < ?3 AND region = ?4",
+            4,
+        );
+        let seek = "resources_cloud_live_type_region \
+                    (cloud=? AND deleted_at=? AND rtype=? AND region=?)";
+        assert!(
+            p.contains(seek),
+            "sweeps seek their (cloud, type, region): {p}"
+        );
     }
 
     #[tokio::test]

@@ -31,14 +31,18 @@ CREATE TABLE resources (
     properties TEXT NOT NULL
 ) WITHOUT ROWID;
 
--- Deletion sweeps and listings of one cloud, ordered by (type, region, id).
-CREATE INDEX resources_cloud_type_region ON resources (cloud, rtype, region, id);
--- Listings across clouds, ordered by (type, region, id).
-CREATE INDEX resources_type_region ON resources (rtype, region, id);
+-- Secondary indexes never hold a column an upsert of a known uid changes (uid fixes cloud,
+-- type, region and id), so re-harvesting touches only the table's own pages. deleted_at
+-- comes right after the cloud: `deleted_at IS NULL` is then an equality prefix, the index
+-- yields live rows in (type, region, id) order with no sort, and live counts and totals
+-- are answered from the index alone.
+
+-- Deletion sweeps, live counts and listings of one cloud.
+CREATE INDEX resources_cloud_live_type_region ON resources (cloud, deleted_at, rtype, region, id);
+-- Listings and totals across clouds.
+CREATE INDEX resources_live_type_region ON resources (deleted_at, rtype, region, id);
 -- Lookup by the cloud's own id.
 CREATE INDEX resources_native_id ON resources (id);
--- Live counts per type.
-CREATE INDEX resources_live_type ON resources (cloud, rtype) WHERE deleted_at IS NULL;
 
 -- Findings: one row per (insight, resource), with its history.
 CREATE TABLE findings (
