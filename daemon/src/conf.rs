@@ -261,11 +261,17 @@ mod tests {
     #[test]
     fn layers_apply_in_order() {
         let dir = empty_dir();
-        std::fs::write(dir.path().join("test.toml"), "[http]\nbind = \"127.0.0.1:7000\"\n[scheduler]\nworkers = 2\n")
-            .expect("write");
+        std::fs::write(
+            dir.path().join("test.toml"),
+            "[http]\nbind = \"127.0.0.1:7000\"\n[scheduler]\nworkers = 2\n",
+        )
+        .expect("write");
         let envfile = dir.path().join("palisade.env");
-        std::fs::write(&envfile, "# comment\nPALISADE__SCHEDULER__WORKERS=3\nexport PALISADE__LOG__FORMAT=\"json\"\n")
-            .expect("write");
+        std::fs::write(
+            &envfile,
+            "# comment\nPALISADE__SCHEDULER__WORKERS=3\nexport PALISADE__LOG__FORMAT=\"json\"\n",
+        )
+        .expect("write");
         let mut s = sources(dir.path());
         s.env_file = Some(envfile);
         let loaded = load(
@@ -278,7 +284,11 @@ mod tests {
         )
         .expect("load");
         let st = &loaded.settings;
-        assert_eq!(st.http.bind.to_string(), "127.0.0.1:9000", "env beats stage file");
+        assert_eq!(
+            st.http.bind.to_string(),
+            "127.0.0.1:9000",
+            "env beats stage file"
+        );
         assert_eq!(st.scheduler.workers, 3, "env file beats stage file");
         assert_eq!(st.log.format, palisade_actors::settings::LogFormat::Json);
         assert_eq!(st.node.roles.len(), 2);
@@ -291,8 +301,11 @@ mod tests {
         let err = load(&sources(dir.path()), &[]).expect_err("must refuse");
         assert_eq!(err.to_string(), "unknown configuration key `http.bindd`");
         let dir2 = empty_dir();
-        let err = load(&sources(dir2.path()), &env(&[("PALISADE__STORE__NOPE", "1")]))
-            .expect_err("must refuse");
+        let err = load(
+            &sources(dir2.path()),
+            &env(&[("PALISADE__STORE__NOPE", "1")]),
+        )
+        .expect_err("must refuse");
         assert!(err.to_string().contains("store.nope"), "{err}");
     }
 
@@ -301,11 +314,17 @@ mod tests {
         let dir = empty_dir();
         let err = load(&sources(dir.path()), &env(&[("STAGE", "prod")])).expect_err("stage");
         assert!(err.to_string().contains("prod"));
-        let err = load(&sources(dir.path()), &env(&[("PALISADE__SCHEDULER__WORKERS", "0")]))
-            .expect_err("zero workers");
+        let err = load(
+            &sources(dir.path()),
+            &env(&[("PALISADE__SCHEDULER__WORKERS", "0")]),
+        )
+        .expect_err("zero workers");
         assert!(err.to_string().contains("scheduler.workers"), "{err}");
-        let err = load(&sources(dir.path()), &env(&[("PALISADE__HTTP__BIND", "nowhere")]))
-            .expect_err("bad bind");
+        let err = load(
+            &sources(dir.path()),
+            &env(&[("PALISADE__HTTP__BIND", "nowhere")]),
+        )
+        .expect_err("bad bind");
         assert!(err.to_string().contains("invalid"), "{err}");
     }
 

@@ -94,7 +94,11 @@ async fn scan_async(loaded: Loaded, args: ScanArgs) -> anyhow::Result<ExitCode> 
     bar.finish_and_clear();
     let harvest_error = match harvest {
         Ok(report) => {
-            tracing::info!(resources = report.resources, api_calls = report.api_calls, "harvest done");
+            tracing::info!(
+                resources = report.resources,
+                api_calls = report.api_calls,
+                "harvest done"
+            );
             None
         }
         // Some units failed: report what was harvested, then exit 1.
@@ -110,7 +114,11 @@ async fn scan_async(loaded: Loaded, args: ScanArgs) -> anyhow::Result<ExitCode> 
         settings.compliance.page_size,
     )
     .await?;
-    tracing::info!(evaluated = report.evaluated, open = report.open, "compliance done");
+    tracing::info!(
+        evaluated = report.evaluated,
+        open = report.open,
+        "compliance done"
+    );
 
     let resources = all_resources(&store).await?;
     let findings = open_findings(&store).await?;
@@ -187,7 +195,10 @@ fn render_json(
         .map(|f| {
             let mut v = serde_json::to_value(f)?;
             if let Some(obj) = v.as_object_mut() {
-                let sev = severity.get(f.insight.as_str()).copied().unwrap_or("medium");
+                let sev = severity
+                    .get(f.insight.as_str())
+                    .copied()
+                    .unwrap_or("medium");
                 obj.insert("severity".into(), sev.into());
             }
             Ok(v)
@@ -223,9 +234,14 @@ fn render_table(
         );
     }
     let mut sorted: Vec<&Finding> = findings.iter().collect();
-    sorted.sort_by(|a, b| (&a.insight, &a.region, &a.resource).cmp(&(&b.insight, &b.region, &b.resource)));
+    sorted.sort_by(|a, b| {
+        (&a.insight, &a.region, &a.resource).cmp(&(&b.insight, &b.region, &b.resource))
+    });
     for f in sorted {
-        let sev = severity.get(f.insight.as_str()).copied().unwrap_or("medium");
+        let sev = severity
+            .get(f.insight.as_str())
+            .copied()
+            .unwrap_or("medium");
         let _ = writeln!(
             out,
             "  {:<9} {:<36} {:<24} {:<15} {}",
