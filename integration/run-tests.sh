@@ -50,4 +50,4 @@ export PALISADE_TEST_PYTHON="$venv/bin/python"
 
 # --- the tests ---------------------------------------------------------------------------
 say "running cargo test"
-exec cargo test --workspace --locked "$@"
+exec cargo test --workspace --locked --no-fail-fast "$@"

@@ -138,13 +138,17 @@ pub struct ComplianceReport {
     pub evaluated: u64,
     /// Findings that hold now (opened or kept open by this run).
     pub open: u64,
+    /// Findings this run opened: new ones, and resolved ones that hold again.
+    pub opened: u64,
     /// Findings this run resolved: they no longer hold, or their resource is gone.
     pub resolved: u64,
     /// Findings that hold now, per insight id; every insight of the catalog is listed.
     pub per_insight: BTreeMap<String, u64>,
 }
 
-/// Why a compliance run failed. A failed run resolves nothing.
+/// Why a compliance run failed. The pages a failed run finished keep what it wrote (their
+/// findings are exact as of its `now`); the rest of the estate keeps its earlier findings,
+/// and the run is not recorded as completed.
 #[derive(Debug, thiserror::Error)]
 pub enum ComplianceError {
     #[error(transparent)]
@@ -155,15 +159,17 @@ pub enum ComplianceError {
 
 /// Evaluate every insight over the live resources of one cloud (or all), streaming keyset
 /// pages of `page_size` from `store.scan_resources` (only the types some insight names),
-/// writing findings with `store.upsert_findings` one batch per page, then
-/// `store.resolve_findings(cloud, seen_before = now, now)` so findings that no longer hold
-/// (or whose resource is gone) are resolved.
+/// and reconcile the findings page by page with `store.sync_findings` over the page's uid
+/// range `(previous page's last uid, this page's last uid]`, then once more over the rest
+/// of the uid space (`through = None`), which resolves the findings of resources that are
+/// gone and records the run as completed. A run where nothing changed writes nothing but
+/// that record: findings that still hold are left untouched (their reported `last_seen`
+/// is the completed run's `now`, see [`Store::sync_findings`]).
 ///
 /// Memory is bounded by two pages (the one evaluated and the next one being read) and
 /// their findings, whatever the estate's size. Each page is evaluated inside
 /// `tokio::task::spawn_blocking`, while the next page is read, so the runtime's workers
-/// are never held by CPU-bound work. `now` must move forward between runs: a finding last
-/// seen at `now` is kept open.
+/// are never held by CPU-bound work. `now` must move forward between runs.
 pub async fn run_compliance(
     store: &dyn Store,
     catalog: &Catalog,
@@ -178,6 +184,8 @@ pub async fn run_compliance(
         ..ComplianceReport::default()
     };
     let types = catalog.resource_types();
+    // the last uid of the previous page: the next page's findings range starts past it
+    let mut after: Option<ResourceUid> = None;
     // an empty type list would mean "every type" to the store: with no insight, scan nothing
     if !types.is_empty() {
         let query = ScanQuery {
@@ -188,23 +196,41 @@ pub async fn run_compliance(
         while let Some(last) = page.last().map(|r| r.uid.clone()) {
             let shared = catalog.clone();
             let evaluation = tokio::task::spawn_blocking(move || shared.evaluate_page(page, now));
+            // evaluate this page and write its findings while the next page is read
+            let range_start = after.as_ref();
+            let work = async {
+                let mut outcome = evaluation
+                    .await
+                    .map_err(|e| ComplianceError::Evaluation(e.to_string()))?;
+                let findings = std::mem::take(&mut outcome.findings);
+                let holding = findings.len() as u64;
+                let (opened, resolved) = store
+                    .sync_findings(cloud, range_start, Some(&last), findings, now)
+                    .await?;
+                Ok::<_, ComplianceError>((outcome, holding, opened, resolved))
+            };
             let next = next_page(store, &query, &last, page_size);
-            let (outcome, next) = tokio::join!(evaluation, next);
-            let outcome = outcome.map_err(|e| ComplianceError::Evaluation(e.to_string()))?;
+            let (work, next) = tokio::join!(work, next);
+            let (outcome, holding, opened, resolved) = work?;
             report.evaluated += outcome.evaluated;
+            report.open += holding;
+            report.opened += opened;
+            report.resolved += resolved;
             for (insight, n) in catalog.list().iter().zip(&outcome.counts) {
                 if *n > 0 {
                     *report.per_insight.entry(insight.id.0.clone()).or_default() += n;
                 }
             }
-            if !outcome.findings.is_empty() {
-                report.open += outcome.findings.len() as u64;
-                store.upsert_findings(outcome.findings).await?;
-            }
+            after = Some(last);
             page = next?;
         }
     }
-    report.resolved = store.resolve_findings(cloud, now, now).await?;
+    // past the last page: findings of resources that are gone; records the run
+    let (opened, resolved) = store
+        .sync_findings(cloud, after.as_ref(), None, Vec::new(), now)
+        .await?;
+    report.opened += opened;
+    report.resolved += resolved;
     for (id, n) in &report.per_insight {
         if *n > 0 {
             crate::metrics::count(
@@ -218,6 +244,7 @@ pub async fn run_compliance(
         cloud = cloud.map(CloudId::as_str).unwrap_or("all"),
         evaluated = report.evaluated,
         open = report.open,
+        opened = report.opened,
         resolved = report.resolved,
         elapsed_ms = started.elapsed().as_millis() as u64,
         "compliance run done"

@@ -916,6 +916,16 @@ impl Store for DownStore {
     ) -> Result<u64, StoreError> {
         down()
     }
+    async fn sync_findings(
+        &self,
+        _: Option<&CloudId>,
+        _: Option<&ResourceUid>,
+        _: Option<&ResourceUid>,
+        _: Vec<Finding>,
+        _: Timestamp,
+    ) -> Result<(u64, u64), StoreError> {
+        down()
+    }
     async fn list_findings(&self, _: &FindingQuery) -> Result<Page<Finding>, StoreError> {
         down()
     }

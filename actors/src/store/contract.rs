@@ -119,6 +119,8 @@ pub async fn all(store: SharedStore) {
     findings_listing_filters_and_pages(store.clone()).await;
     resolve_findings_of_every_cloud(store.clone()).await;
     delete_cloud_removes_its_resources_and_findings(store.clone()).await;
+    sync_findings_writes_only_what_changed(store.clone()).await;
+    sync_findings_respects_its_range_and_scope(store.clone()).await;
 }
 
 /// `ping` answers on a working store.
@@ -1297,6 +1299,273 @@ pub async fn reopen_keeps_data(url: &str) {
             .get(&insight),
         Some(&1)
     );
+}
+
+/// The one finding of `insight` on `r`, as listed.
+async fn finding_on(store: &SharedStore, insight: &InsightId, r: &Resource) -> Finding {
+    let mut page = store
+        .list_findings(&FindingQuery {
+            insight: Some(insight.clone()),
+            resource_uid: Some(r.uid.clone()),
+            limit: 10,
+            ..FindingQuery::default()
+        })
+        .await
+        .expect("list findings");
+    assert_eq!(page.items.len(), 1, "one finding of {insight} on {}", r.id);
+    page.items.remove(0)
+}
+
+/// A uid range `(after, through]` that holds `r`'s uid and, in practice, no other: `after`
+/// is the uid without its last hex digit.
+fn just(r: &Resource) -> (ResourceUid, ResourceUid) {
+    let uid = r.uid.as_str();
+    (ResourceUid(uid[..uid.len() - 1].to_owned()), r.uid.clone())
+}
+
+/// `sync_findings` over a run's pages: opens what is new, resolves what no longer holds
+/// (and, past the last page, what belongs to vanished resources), leaves the rest alone,
+/// keeps `first_seen` on reopening, and reports `last_seen` of an open finding as the time
+/// of the latest completed run of its cloud.
+pub async fn sync_findings_writes_only_what_changed(store: SharedStore) {
+    let cloud = fresh_cloud("sync");
+    let i = fresh_insight("aws-sync-i");
+    let j = fresh_insight("aws-sync-j");
+    let mut rs: Vec<Resource> = (0..4)
+        .map(|n| {
+            resource(
+                &cloud,
+                ResourceType::AwsEc2Volume,
+                "us-east-1",
+                &format!("vol-sync-{n}"),
+                &[],
+                at(1),
+            )
+        })
+        .collect();
+    rs.sort_by(|a, b| a.uid.cmp(&b.uid));
+    let page_end = rs[2].uid.clone();
+    let sync = |after: Option<ResourceUid>,
+                through: Option<ResourceUid>,
+                holding: Vec<Finding>,
+                now: Timestamp| {
+        let store = store.clone();
+        let cloud = cloud.clone();
+        async move {
+            store
+                .sync_findings(Some(&cloud), after.as_ref(), through.as_ref(), holding, now)
+                .await
+                .expect("sync_findings")
+        }
+    };
+
+    // run 1 at 100: two pages, everything new
+    let page1 = vec![
+        finding(&i, &rs[0], at(100)),
+        finding(&i, &rs[1], at(100)),
+        finding(&j, &rs[2], at(100)),
+    ];
+    let n = sync(None, Some(page_end.clone()), page1, at(100)).await;
+    assert_eq!(n, (3, 0));
+    let n = sync(
+        Some(page_end.clone()),
+        Some(rs[3].uid.clone()),
+        vec![finding(&i, &rs[3], at(100))],
+        at(100),
+    )
+    .await;
+    assert_eq!(n, (1, 0));
+    assert_eq!(
+        sync(Some(rs[3].uid.clone()), None, vec![], at(100)).await,
+        (0, 0)
+    );
+    let open = store.count_open_findings().await.expect("count");
+    assert_eq!((open.get(&i), open.get(&j)), (Some(&3), Some(&1)));
+
+    // run 2 at 200: the same findings hold, nothing is written
+    let page1 = vec![
+        finding(&i, &rs[0], at(200)),
+        finding(&i, &rs[1], at(200)),
+        finding(&j, &rs[2], at(200)),
+    ];
+    assert_eq!(
+        sync(None, Some(page_end.clone()), page1, at(200)).await,
+        (0, 0)
+    );
+    // until the run completes, its findings are confirmed by run 1
+    let f = finding_on(&store, &i, &rs[0]).await;
+    assert_eq!((f.first_seen, f.last_seen), (at(100), at(100)));
+    // rs[3] vanished: it is on no page, the final sweep resolves its finding
+    assert_eq!(
+        sync(Some(page_end.clone()), None, vec![], at(200)).await,
+        (0, 1)
+    );
+    let f = finding_on(&store, &i, &rs[0]).await;
+    assert_eq!(
+        (f.state, f.first_seen, f.last_seen, f.resolved_at),
+        (FindingState::Open, at(100), at(200), None),
+        "untouched, confirmed by run 2"
+    );
+    let gone = finding_on(&store, &i, &rs[3]).await;
+    assert_eq!(
+        (gone.state, gone.last_seen, gone.resolved_at),
+        (FindingState::Resolved, at(100), Some(at(200)))
+    );
+    // the legacy sweep honours the confirmation: run 2 saw rs[0]'s finding at 200
+    assert_eq!(
+        store
+            .resolve_findings(Some(&cloud), at(150), at(210))
+            .await
+            .expect("resolve"),
+        0
+    );
+
+    // run 3 at 300: rs[1]'s finding no longer holds, rs[2] gains one of i
+    let page1 = vec![
+        finding(&i, &rs[0], at(300)),
+        finding(&i, &rs[2], at(300)),
+        finding(&j, &rs[2], at(300)),
+    ];
+    assert_eq!(
+        sync(None, Some(page_end.clone()), page1, at(300)).await,
+        (1, 1)
+    );
+    assert_eq!(
+        sync(Some(page_end.clone()), None, vec![], at(300)).await,
+        (0, 0)
+    );
+    let fixed = finding_on(&store, &i, &rs[1]).await;
+    assert_eq!(
+        (fixed.state, fixed.last_seen, fixed.resolved_at),
+        (FindingState::Resolved, at(200), Some(at(300))),
+        "resolved, last confirmed by run 2"
+    );
+    let new = finding_on(&store, &i, &rs[2]).await;
+    assert_eq!((new.first_seen, new.last_seen), (at(300), at(300)));
+
+    // run 4 at 400: rs[1]'s finding holds again and rs[3] is back: reopened, first_seen kept
+    let page1 = vec![
+        finding(&i, &rs[0], at(400)),
+        finding(&i, &rs[1], at(400)),
+        finding(&i, &rs[2], at(400)),
+        finding(&j, &rs[2], at(400)),
+    ];
+    assert_eq!(
+        sync(None, Some(page_end.clone()), page1, at(400)).await,
+        (1, 0)
+    );
+    assert_eq!(
+        sync(
+            Some(page_end.clone()),
+            None,
+            vec![finding(&i, &rs[3], at(400))],
+            at(400)
+        )
+        .await,
+        (1, 0)
+    );
+    for r in [&rs[1], &rs[3]] {
+        let back = finding_on(&store, &i, r).await;
+        assert_eq!(
+            (
+                back.state,
+                back.first_seen,
+                back.last_seen,
+                back.resolved_at
+            ),
+            (FindingState::Open, at(100), at(400), None),
+            "reopened {}",
+            r.id
+        );
+    }
+    let f = finding_on(&store, &j, &rs[2]).await;
+    assert_eq!((f.first_seen, f.last_seen), (at(100), at(400)));
+    let open = store.count_open_findings().await.expect("count");
+    assert_eq!((open.get(&i), open.get(&j)), (Some(&4), Some(&1)));
+}
+
+/// `sync_findings` touches only findings of its scope whose resource lies in its range;
+/// with no scope, every cloud's.
+pub async fn sync_findings_respects_its_range_and_scope(store: SharedStore) {
+    let mine = fresh_cloud("sync-scope");
+    let other = fresh_cloud("sync-scope-other");
+    let insight = fresh_insight("aws-sync-scope");
+    let rtype = ResourceType::AwsIamUser;
+    let a = resource(&mine, rtype, "global", "user-a", &[], at(1));
+    let b = resource(&mine, rtype, "global", "user-b", &[], at(1));
+    let x = resource(&other, rtype, "global", "user-x", &[], at(1));
+    store
+        .upsert_findings(vec![
+            finding(&insight, &a, at(10)),
+            finding(&insight, &b, at(10)),
+            finding(&insight, &x, at(10)),
+        ])
+        .await
+        .expect("upsert");
+
+    // a's range, in scope `mine`: only a's finding is resolved
+    let (after, through) = just(&a);
+    let n = store
+        .sync_findings(Some(&mine), Some(&after), Some(&through), vec![], at(20))
+        .await
+        .expect("sync a");
+    assert_eq!(n, (0, 1));
+    assert_eq!(
+        finding_on(&store, &insight, &b).await.state,
+        FindingState::Open
+    );
+    assert_eq!(
+        finding_on(&store, &insight, &x).await.state,
+        FindingState::Open
+    );
+
+    // x's range, in scope `mine`: x belongs to another cloud, nothing happens
+    let (after, through) = just(&x);
+    let n = store
+        .sync_findings(Some(&mine), Some(&after), Some(&through), vec![], at(20))
+        .await
+        .expect("sync x in mine");
+    assert_eq!(n, (0, 0));
+    assert_eq!(
+        finding_on(&store, &insight, &x).await.state,
+        FindingState::Open
+    );
+    // with no scope, it is resolved; no run was completed, so last_seen stays
+    let n = store
+        .sync_findings(None, Some(&after), Some(&through), vec![], at(30))
+        .await
+        .expect("sync x everywhere");
+    assert_eq!(n, (0, 1));
+    let fx = finding_on(&store, &insight, &x).await;
+    assert_eq!(
+        (fx.state, fx.last_seen, fx.resolved_at),
+        (FindingState::Resolved, at(10), Some(at(30)))
+    );
+    let fb = finding_on(&store, &insight, &b).await;
+    assert_eq!((fb.state, fb.last_seen), (FindingState::Open, at(10)));
+
+    // a completed run of `mine` confirms b's finding, not the other cloud's
+    let y = resource(&other, rtype, "global", "user-y", &[], at(1));
+    store
+        .upsert_findings(vec![finding(&insight, &y, at(10))])
+        .await
+        .expect("upsert y");
+    let (after, _) = just(&b);
+    let n = store
+        .sync_findings(
+            Some(&mine),
+            Some(&after),
+            None,
+            vec![finding(&insight, &b, at(40))],
+            at(40),
+        )
+        .await
+        .expect("final sweep");
+    assert_eq!(n, (0, 0));
+    let fb = finding_on(&store, &insight, &b).await;
+    assert_eq!((fb.first_seen, fb.last_seen), (at(10), at(40)));
+    let fy = finding_on(&store, &insight, &y).await;
+    assert_eq!((fy.state, fy.last_seen), (FindingState::Open, at(10)));
 }
 
 #[cfg(test)]

@@ -122,13 +122,43 @@ pub trait Store: Send + Sync + 'static {
     /// Record findings that hold now, in one transaction: new ones open with
     /// `first_seen`; known ones get `last_seen` and are (re)opened.
     async fn upsert_findings(&self, batch: Vec<Finding>) -> Result<(), StoreError>;
-    /// Resolve open findings (of one cloud, or all) not seen since `seen_before`.
+    /// Resolve open findings (of one cloud, or all) not seen since `seen_before`: neither
+    /// their stored `last_seen` nor the latest completed run covering them is that recent.
     async fn resolve_findings(
         &self,
         cloud: Option<&CloudId>,
         seen_before: Timestamp,
         now: Timestamp,
     ) -> Result<u64, StoreError>;
+    /// Reconcile the findings of one slice of the uid space with what an evaluation found,
+    /// in one transaction, writing only what changed: a compliance run calls it once per
+    /// keyset page, with the page's range `(after, through]` (`after` the previous page's
+    /// last uid, none for the first page; `through` this page's last uid), and once more
+    /// with `through = None` ("to the end") after the last page.
+    ///
+    /// Among the findings of `scope` (one cloud, or every cloud) whose `resource_uid` lies
+    /// in the range, those in `holding` that are not open are inserted with `first_seen`,
+    /// or reopened keeping the stored `first_seen` (`last_seen` from `holding`); open ones
+    /// not in `holding` are resolved at `now`; open ones in `holding` are left untouched.
+    /// The final call, with `through = None`, also resolves the findings of resources that
+    /// vanished past the last page, and records that a run of `scope` completed at `now`.
+    ///
+    /// `last_seen` of an open finding therefore means "confirmed by the latest completed
+    /// run": stores report it (in [`Store::list_findings`]) as the later of the stored
+    /// value and the `now` of the latest completed run whose scope covers the finding's
+    /// cloud, and a finding resolved by a later run keeps that confirmed time.
+    /// Every finding of `holding` must lie in the range and in `scope`. Returns
+    /// `(opened, resolved)`: findings inserted or reopened, findings resolved.
+    async fn sync_findings(
+        &self,
+        scope: Option<&CloudId>,
+        after: Option<&ResourceUid>,
+        through: Option<&ResourceUid>,
+        holding: Vec<Finding>,
+        now: Timestamp,
+    ) -> Result<(u64, u64), StoreError>;
+    /// Findings; the `last_seen` of an open one is the later of its stored value and the
+    /// latest completed compliance run covering it (see [`Store::sync_findings`]).
     async fn list_findings(&self, query: &FindingQuery) -> Result<Page<Finding>, StoreError>;
     /// Open findings per insight.
     async fn count_open_findings(&self) -> Result<BTreeMap<InsightId, u64>, StoreError>;

@@ -1,6 +1,6 @@
 //! Account walker: the AWS account itself, with every trail that logs it.
 //!
-//! Owns: STS GetCallerIdentity (API version 2011-06-15), DescribeTrails (shadow trails
+//! Owns: the identity the session learnt from STS GetCallerIdentity, DescribeTrails (shadow trails
 //! included) in each of the cloud's configured regions, de-duplicated by ARN, and
 //! GetTrailStatus once per distinct trail, in its home region.
 //!
@@ -14,11 +14,10 @@ use palisade_proto::resource::GLOBAL_REGION;
 use palisade_proto::ResourceType;
 
 use super::cloudtrail::{describe_trails, is_logging};
-use super::{take, text, AwsError, AwsSession, Emit, Found, DETAIL_CONCURRENCY};
+use super::{text, AwsError, AwsSession, Emit, Found, DETAIL_CONCURRENCY};
 use crate::harvest::HarvestError;
 
-const STS_VERSION: &str = "2011-06-15";
-/// STS's global endpoint signs for us-east-1.
+/// Where a trail without a home region is asked for its status.
 const STS_REGION: &str = "us-east-1";
 
 /// `aws.account`: one resource, id and name the account id.
@@ -27,13 +26,9 @@ pub(crate) async fn account(
     regions: &[String],
     emit: &mut Emit<'_>,
 ) -> Result<(), HarvestError> {
-    let mut identity = session
-        .query("sts", STS_REGION, "GetCallerIdentity", STS_VERSION, &[])
-        .await?;
-    let identity = take(&mut identity, "GetCallerIdentityResult");
-    let account_id = text(&identity, "Account")
-        .unwrap_or(emit.account())
-        .to_string();
+    // The session already asked STS who it is: no second GetCallerIdentity.
+    let account_id = session.account_id().to_string();
+    let caller_arn = session.caller_arn().to_string();
 
     let mut trails: BTreeMap<String, Value> = BTreeMap::new();
     for region in regions {
@@ -64,7 +59,7 @@ pub(crate) async fn account(
 
     let properties = json!({
         "AccountId": account_id,
-        "Arn": identity.get("Arn").cloned().unwrap_or(Value::Null),
+        "Arn": caller_arn,
         "Trails": summaries,
     });
     let found = Found {

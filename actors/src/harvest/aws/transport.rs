@@ -239,12 +239,17 @@ impl AwsTransport {
             .filter(|a| !a.is_empty())
             .ok_or_else(|| AwsError::Decode("GetCallerIdentity answer has no Account".into()))?
             .to_string();
+        let caller_arn = identity["GetCallerIdentityResult"]["Arn"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         info!(account = %account_id, kind = creds.kind(), "aws session ready");
         Ok(AwsSession {
             inner: Arc::new(SessionInner {
                 transport: self.clone(),
                 credentials,
                 account_id,
+                caller_arn,
                 calls,
             }),
         })
@@ -625,6 +630,8 @@ struct SessionInner {
     transport: Arc<AwsTransport>,
     credentials: SessionCredentials,
     account_id: String,
+    /// The caller's ARN, as GetCallerIdentity gave it.
+    caller_arn: String,
     calls: AtomicU64,
 }
 
@@ -638,6 +645,11 @@ pub struct AwsSession {
 impl AwsSession {
     pub fn account_id(&self) -> &str {
         &self.inner.account_id
+    }
+
+    /// The ARN of the identity the session calls as (from GetCallerIdentity).
+    pub fn caller_arn(&self) -> &str {
+        &self.inner.caller_arn
     }
 
     /// Query protocol (EC2, IAM, RDS, STS): POST form Action=..&Version=..&params, signed.

@@ -62,3 +62,15 @@ CREATE TABLE findings (
 CREATE INDEX findings_insight_state ON findings (insight, state);
 CREATE INDEX findings_cloud_state ON findings (cloud, state);
 CREATE INDEX findings_resource ON findings (resource_uid);
+
+-- Open findings by resource, with their cloud: a compliance run reads the open findings of
+-- one page's uid range from this index alone.
+CREATE INDEX findings_open_resource ON findings (resource_uid, cloud) WHERE state = 'open';
+
+-- Completed compliance runs: per scope (a cloud id, or '' for every cloud), the evaluation
+-- time of the latest one. An open finding was confirmed by the latest run covering it, so
+-- its reported last_seen is at least that time.
+CREATE TABLE compliance_runs (
+    scope       TEXT PRIMARY KEY NOT NULL,
+    finished_at INTEGER NOT NULL
+) WITHOUT ROWID;
