@@ -523,6 +523,44 @@ fn count(conn: &Connection, sql: &str, args: &[Value]) -> Result<u64, StoreError
     Ok(u64::try_from(n).unwrap_or(0))
 }
 
+/// A paged listing of one table: the page and the total of all matches, read in one
+/// transaction so that the two agree.
+struct Listing<'a> {
+    table: &'a str,
+    columns: &'a str,
+    order: &'a str,
+}
+
+impl Listing<'_> {
+    fn page<T>(
+        &self,
+        conn: &Connection,
+        filter: &str,
+        mut args: Vec<Value>,
+        limit: u32,
+        offset: u64,
+        decode: impl Fn(&Row<'_>) -> Result<T, StoreError>,
+    ) -> Result<Page<T>, StoreError> {
+        let tx = conn
+            .unchecked_transaction()
+            .map_err(|e| query("begin listing", e))?;
+        let total = count(
+            &tx,
+            &format!("SELECT COUNT(*) FROM {}{filter}", self.table),
+            &args,
+        )?;
+        let sql = format!(
+            "SELECT {} FROM {}{filter} ORDER BY {} LIMIT ? OFFSET ?",
+            self.columns, self.table, self.order
+        );
+        args.push(Value::Integer(i64::from(limit)));
+        args.push(Value::Integer(to_i64(offset)));
+        let cap = usize::try_from(limit).unwrap_or(0).min(1000);
+        let items = collect(&tx, &sql, params_from_iter(args.iter()), cap, decode)?;
+        Ok(Page { total, items })
+    }
+}
+
 fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -806,33 +844,14 @@ impl Store for SqliteStore {
 
     async fn list_resources(&self, q: &ResourceQuery) -> Result<Page<Resource>, StoreError> {
         let (filter, args) = resource_filter(q);
-        let limit = i64::from(q.limit);
-        let offset = to_i64(q.offset);
+        let (limit, offset) = (q.limit, q.offset);
         self.read("list_resources", move |conn| {
-            let tx = conn
-                .unchecked_transaction()
-                .map_err(|e| query("begin list resources", e))?;
-            let total = count(
-                &tx,
-                &format!("SELECT COUNT(*) FROM resources{filter}"),
-                &args,
-            )?;
-            let sql = format!(
-                "SELECT {RESOURCE_COLUMNS} FROM resources{filter} \
-                 ORDER BY rtype, region, id, uid LIMIT ? OFFSET ?"
-            );
-            let mut page_args = args;
-            page_args.push(Value::Integer(limit));
-            page_args.push(Value::Integer(offset));
-            let cap = usize::try_from(limit).unwrap_or(0).min(1000);
-            let items = collect(
-                &tx,
-                &sql,
-                params_from_iter(page_args.iter()),
-                cap,
-                resource_from_row,
-            )?;
-            Ok(Page { total, items })
+            let listing = Listing {
+                table: "resources",
+                columns: RESOURCE_COLUMNS,
+                order: "rtype, region, id, uid",
+            };
+            listing.page(conn, &filter, args, limit, offset, resource_from_row)
         })
         .await
     }
@@ -1108,34 +1127,15 @@ impl Store for SqliteStore {
 
     async fn list_findings(&self, q: &FindingQuery) -> Result<Page<Finding>, StoreError> {
         let (filter, args) = finding_filter(q);
-        let limit = i64::from(q.limit);
-        let offset = to_i64(q.offset);
+        let (limit, offset) = (q.limit, q.offset);
         self.read("list_findings", move |conn| {
-            let tx = conn
-                .unchecked_transaction()
-                .map_err(|e| query("begin list findings", e))?;
-            let total = count(
-                &tx,
-                &format!("SELECT COUNT(*) FROM findings{filter}"),
-                &args,
-            )?;
-            let sql = format!(
-                "SELECT {} FROM findings{filter} \
-                 ORDER BY insight, resource_uid LIMIT ? OFFSET ?",
-                listed_finding_columns()
-            );
-            let mut page_args = args;
-            page_args.push(Value::Integer(limit));
-            page_args.push(Value::Integer(offset));
-            let cap = usize::try_from(limit).unwrap_or(0).min(1000);
-            let items = collect(
-                &tx,
-                &sql,
-                params_from_iter(page_args.iter()),
-                cap,
-                finding_from_row,
-            )?;
-            Ok(Page { total, items })
+            let columns = listed_finding_columns();
+            let listing = Listing {
+                table: "findings",
+                columns: &columns,
+                order: "insight, resource_uid",
+            };
+            listing.page(conn, &filter, args, limit, offset, finding_from_row)
         })
         .await
     }
