@@ -515,6 +515,12 @@ async fn run_opens_then_resolves_findings_and_keeps_first_seen() {
             other => panic!("unexpected finding on {other}"),
         }
     }
+
+    // Nothing changed since: a third run opens and resolves nothing.
+    let third = run_compliance(&*store, &cat, None, t1 + Duration::minutes(5), 2)
+        .await
+        .expect("third run");
+    assert_eq!((third.opened, third.resolved, third.open), (0, 0, 1));
 }
 
 #[tokio::test]
