@@ -1,8 +1,9 @@
 //! CloudTrail walker: the trails homed in one region, with their logging status.
 //!
-//! Owns: DescribeTrails (one call, the API does not page it) and GetTrailStatus per trail,
-//! [`DETAIL_CONCURRENCY`] at a time; the same two calls serve the account walker
-//! ([`super::account`]).
+//! Owns: DescribeTrails (one call per region, shadow trails included; the API does not page
+//! it) and GetTrailStatus per trail, [`DETAIL_CONCURRENCY`] at a time. Both are shared
+//! session calls, so the account walker ([`super::account`]) reuses the same answers
+//! within one harvest instead of asking again.
 //!
 //! Must never: store a trail outside its `HomeRegion`: a multi-region trail shows up in
 //! every region's DescribeTrails, but it is one trail, kept by its home region's harvest.
@@ -26,7 +27,7 @@ pub(crate) async fn describe_trails(
 ) -> Result<Vec<Value>, AwsError> {
     let body = json!({ "includeShadowTrails": shadows });
     let mut answer = session
-        .json(
+        .json_shared(
             "cloudtrail",
             region,
             &format!("{TARGET}.DescribeTrails"),
@@ -43,7 +44,7 @@ pub(crate) async fn is_logging(
     arn: &str,
 ) -> Result<Value, AwsError> {
     let answer = session
-        .json(
+        .json_shared(
             "cloudtrail",
             home,
             &format!("{TARGET}.GetTrailStatus"),
@@ -59,7 +60,8 @@ pub(crate) async fn trails(
     region: &str,
     emit: &mut Emit<'_>,
 ) -> Result<(), HarvestError> {
-    let homed: Vec<Value> = describe_trails(session, region, false)
+    // With shadow trails, as the account walker asks, so both share one answer.
+    let homed: Vec<Value> = describe_trails(session, region, true)
         .await?
         .into_iter()
         .filter(|t| text(t, "HomeRegion") == Some(region) && text(t, "TrailARN").is_some())

@@ -206,11 +206,6 @@ impl Emit<'_> {
         self.sent += 1;
         Ok(())
     }
-
-    /// The AWS account id of the session.
-    pub(crate) fn account(&self) -> &str {
-        &self.account
-    }
 }
 
 /// A non-empty string field of an object.

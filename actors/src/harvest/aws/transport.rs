@@ -251,6 +251,7 @@ impl AwsTransport {
                 account_id,
                 caller_arn,
                 calls,
+                shared: Default::default(),
             }),
         })
     }
@@ -633,6 +634,8 @@ struct SessionInner {
     /// The caller's ARN, as GetCallerIdentity gave it.
     caller_arn: String,
     calls: AtomicU64,
+    /// Answers of [`AwsSession::json_shared`] calls, by their arguments.
+    shared: std::sync::Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Value>>>>,
 }
 
 /// One cloud account's credentials and identity on the shared transport. Cheap to clone;
@@ -681,6 +684,26 @@ impl AwsSession {
                 params,
             )
             .await
+    }
+
+    /// [`AwsSession::json`], answered once per session: a later (or concurrent) call with
+    /// the same arguments shares the first successful answer. For reads that several walkers
+    /// of one harvest need, such as CloudTrail's trail list and trail status.
+    pub async fn json_shared(
+        &self,
+        service: &'static str,
+        region: &str,
+        target: &str,
+        body: &Value,
+    ) -> Result<Value, AwsError> {
+        let key = format!("{service}\u{0}{region}\u{0}{target}\u{0}{body}");
+        let cell = {
+            let mut shared = self.inner.shared.lock().unwrap_or_else(|p| p.into_inner());
+            shared.entry(key).or_default().clone()
+        };
+        cell.get_or_try_init(|| self.json(service, region, target, body))
+            .await
+            .cloned()
     }
 
     /// JSON 1.1 protocol (KMS "TrentService.ListKeys", CloudTrail
