@@ -686,6 +686,24 @@ impl AwsSession {
             .await
     }
 
+    /// Dispatch one call with the session's current credentials, counted as its calls.
+    async fn send(&self, call: &Call<'_>) -> Result<Bytes, AwsError> {
+        let creds = self
+            .inner
+            .credentials
+            .current(&self.inner.transport)
+            .await?;
+        self.inner
+            .transport
+            .dispatch(
+                &creds,
+                &self.inner.account_id,
+                Some(&self.inner.calls),
+                call,
+            )
+            .await
+    }
+
     /// [`AwsSession::json`], answered once per session: a later (or concurrent) call with
     /// the same arguments shares the first successful answer. For reads that several walkers
     /// of one harvest need, such as CloudTrail's trail list and trail status.
@@ -716,11 +734,6 @@ impl AwsSession {
         target: &str,
         body: &Value,
     ) -> Result<Value, AwsError> {
-        let creds = self
-            .inner
-            .credentials
-            .current(&self.inner.transport)
-            .await?;
         let payload = serde_json::to_vec(body)
             .map_err(|e| AwsError::Decode(format!("request body for {target}: {e}")))?;
         let call = Call {
@@ -737,16 +750,7 @@ impl AwsSession {
             ],
             body: Some(payload),
         };
-        let answer = self
-            .inner
-            .transport
-            .dispatch(
-                &creds,
-                &self.inner.account_id,
-                Some(&self.inner.calls),
-                &call,
-            )
-            .await?;
+        let answer = self.send(&call).await?;
         if answer.iter().all(u8::is_ascii_whitespace) {
             return Ok(Value::Null);
         }
@@ -765,11 +769,6 @@ impl AwsSession {
         path: &str,
         query: &[(&str, &str)],
     ) -> Result<Value, AwsError> {
-        let creds = self
-            .inner
-            .credentials
-            .current(&self.inner.transport)
-            .await?;
         let mut action = format!("GET {path}");
         for (i, (k, _)) in query.iter().enumerate() {
             action.push(if i == 0 { '?' } else { '&' });
@@ -789,16 +788,7 @@ impl AwsSession {
             headers: Vec::new(),
             body: None,
         };
-        let answer = self
-            .inner
-            .transport
-            .dispatch(
-                &creds,
-                &self.inner.account_id,
-                Some(&self.inner.calls),
-                &call,
-            )
-            .await?;
+        let answer = self.send(&call).await?;
         let trimmed = answer.trim_ascii_start();
         if trimmed.is_empty() {
             return Ok(Value::Null);
