@@ -49,15 +49,7 @@ async fn list_all(
         }
         let mut page = call(session, region, action, body).await?;
         all.extend(into_list(take(&mut page, list_key)));
-        let truncated = page
-            .get("Truncated")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        marker = if truncated {
-            text(&page, "NextMarker").map(str::to_string)
-        } else {
-            None
-        };
+        marker = next_marker(&page);
         if marker.is_none() {
             return Ok(all);
         }
@@ -113,15 +105,7 @@ pub(crate) async fn keys(
                 emit.send(region, ResourceType::AwsKmsKey, found).await?;
             }
         }
-        let truncated = page
-            .get("Truncated")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        marker = if truncated {
-            text(&page, "NextMarker").map(str::to_string)
-        } else {
-            None
-        };
+        marker = next_marker(&page);
         if marker.is_none() {
             return Ok(());
         }
@@ -168,4 +152,17 @@ async fn key_details(
     };
     meta["KeyRotationEnabled"] = rotation;
     Ok(Some(meta))
+}
+
+/// The marker of the next page of a KMS listing; none when the listing is complete.
+fn next_marker(page: &Value) -> Option<String> {
+    let truncated = page
+        .get("Truncated")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    if truncated {
+        text(page, "NextMarker").map(str::to_string)
+    } else {
+        None
+    }
 }
