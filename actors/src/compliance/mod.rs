@@ -11,6 +11,7 @@
 
 pub mod actor;
 pub mod builtin;
+pub mod projection;
 pub mod rules;
 
 use std::collections::BTreeMap;
@@ -22,35 +23,45 @@ use palisade_proto::{
 };
 use tracing::info;
 
-use crate::store::{ScanQuery, Store, StoreError};
+use crate::store::{RawPage, ScanQuery, Store, StoreError};
 
 pub use palisade_proto::{InsightId, Severity};
-pub use rules::{Insight, InsightSpec, RuleError};
+pub use rules::{Insight, InsightSpec, Projection, RuleError, Subject};
 
-/// Every insight this node evaluates, compiled, with an index by resource type. Cheap to
+/// Every insight this node evaluates, compiled, with a plan per resource type. Cheap to
 /// clone (shared).
 #[derive(Clone, Debug)]
 pub struct Catalog {
     insights: Arc<[Insight]>,
-    /// For each resource type, the positions in `insights` of the insights naming it.
-    by_type: Arc<BTreeMap<ResourceType, Vec<usize>>>,
+    plans: Arc<BTreeMap<ResourceType, TypePlan>>,
+}
+
+/// How the resources of one type are evaluated: the insights naming the type (positions in
+/// the catalog), the part of the properties they read and whether they read the tags.
+#[derive(Debug, Default)]
+struct TypePlan {
+    insights: Vec<usize>,
+    projection: Projection,
+    tags: bool,
 }
 
 impl Catalog {
     /// A catalog of compiled insights; ids must be unique.
     pub fn new(insights: Vec<Insight>) -> Result<Catalog, RuleError> {
-        let mut by_type: BTreeMap<ResourceType, Vec<usize>> = BTreeMap::new();
+        let mut plans: BTreeMap<ResourceType, TypePlan> = BTreeMap::new();
         for (i, insight) in insights.iter().enumerate() {
             if insights[..i].iter().any(|o| o.id == insight.id) {
                 return Err(RuleError::Duplicate(insight.id.0.clone()));
             }
             for t in &insight.resource_types {
-                by_type.entry(*t).or_default().push(i);
+                let plan = plans.entry(*t).or_default();
+                plan.insights.push(i);
+                plan.tags |= insight.project(&mut plan.projection);
             }
         }
         Ok(Catalog {
             insights: insights.into(),
-            by_type: Arc::new(by_type),
+            plans: Arc::new(plans),
         })
     }
 
@@ -70,7 +81,12 @@ impl Catalog {
 
     /// The resource types some insight names, in a stable order.
     pub fn resource_types(&self) -> Vec<ResourceType> {
-        self.by_type.keys().copied().collect()
+        self.plans.keys().copied().collect()
+    }
+
+    /// The part of the properties of `rtype` the insights read (empty when none names it).
+    pub fn projection(&self, rtype: ResourceType) -> Option<&Projection> {
+        self.plans.get(&rtype).map(|p| &p.projection)
     }
 
     /// The insights that raise a finding on `r` at `now`.
@@ -79,40 +95,65 @@ impl Catalog {
         r: &'a Resource,
         now: Timestamp,
     ) -> impl Iterator<Item = &'a Insight> + 'a {
-        self.positions(r, now).map(|i| &self.insights[i])
-    }
-
-    fn positions<'a>(
-        &'a self,
-        r: &'a Resource,
-        now: Timestamp,
-    ) -> impl Iterator<Item = usize> + 'a {
-        self.by_type
+        self.plans
             .get(&r.rtype)
-            .map(Vec::as_slice)
+            .map(|p| p.insights.as_slice())
             .unwrap_or(&[])
             .iter()
-            .copied()
-            .filter(move |&i| self.insights[i].matches(r, now))
+            .map(|&i| &self.insights[i])
+            .filter(move |insight| insight.matches(r, now))
     }
 
-    /// Evaluate every insight over one page; the page is consumed (and freed) here.
-    fn evaluate_page(&self, page: Vec<Resource>, now: Timestamp) -> PageOutcome {
+    /// Evaluate every insight over one stored page, parsing of each row's properties only
+    /// what the insights of its type read.
+    fn evaluate_page(&self, page: &RawPage, now: Timestamp) -> Result<PageOutcome, StoreError> {
         let mut out = PageOutcome {
-            evaluated: page.len() as u64,
+            evaluated: 0,
             counts: vec![0; self.insights.len()],
             findings: Vec::new(),
         };
-        for r in &page {
-            for i in self.positions(r, now) {
+        let no_tags = BTreeMap::new();
+        let mut parsed_tags: BTreeMap<String, String>;
+        for r in page.iter() {
+            let Some(plan) = self.plans.get(&r.rtype) else {
+                continue;
+            };
+            out.evaluated += 1;
+            let corrupt = |what: &str, e: serde_json::Error| {
+                StoreError::Corrupt(format!("resource {}: {what}: {e}", r.uid))
+            };
+            let properties = projection::parse(r.properties, &plan.projection)
+                .map_err(|e| corrupt("properties", e))?;
+            let tags = if plan.tags && r.tags != "{}" {
+                parsed_tags = serde_json::from_str(r.tags).map_err(|e| corrupt("tags", e))?;
+                &parsed_tags
+            } else {
+                &no_tags
+            };
+            let subject = Subject {
+                uid: r.uid,
+                cloud: r.cloud,
+                provider: r.provider.as_str(),
+                account: r.account,
+                region: r.region,
+                rtype: r.rtype,
+                id: r.id,
+                name: r.name,
+                tags,
+                properties: &properties,
+            };
+            for &i in &plan.insights {
+                if !self.insights[i].matches_subject(&subject, now) {
+                    continue;
+                }
                 out.counts[i] += 1;
                 out.findings.push(Finding {
                     insight: self.insights[i].id.clone(),
-                    resource_uid: r.uid.clone(),
-                    resource: r.id.clone(),
+                    resource_uid: ResourceUid(r.uid.to_owned()),
+                    resource: r.id.to_owned(),
                     resource_type: r.rtype,
-                    region: r.region.clone(),
-                    cloud: r.cloud.clone(),
+                    region: r.region.to_owned(),
+                    cloud: CloudId(r.cloud.to_owned()),
                     state: FindingState::Open,
                     first_seen: now,
                     last_seen: now,
@@ -120,7 +161,7 @@ impl Catalog {
                 });
             }
         }
-        out
+        Ok(out)
     }
 }
 
@@ -158,7 +199,8 @@ pub enum ComplianceError {
 }
 
 /// Evaluate every insight over the live resources of one cloud (or all), streaming keyset
-/// pages of `page_size` from `store.scan_resources` (only the types some insight names),
+/// pages of `page_size` from `store.scan_raw` (only the types some insight names; each row's
+/// properties parsed only as far as the insights of its type read them, see [`projection`]),
 /// and reconcile the findings page by page with `store.sync_findings` over the page's uid
 /// range `(previous page's last uid, this page's last uid]`, then once more over the rest
 /// of the uid space (`through = None`), which resolves the findings of resources that are
@@ -192,26 +234,34 @@ pub async fn run_compliance(
             cloud: cloud.cloned(),
             types,
         };
-        let mut page = store.scan_resources(&query, None, page_size).await?;
-        while let Some(last) = page.last().map(|r| r.uid.clone()) {
+        // two pages in turn: one evaluated while the other is read
+        let mut page = store
+            .scan_raw(&query, None, page_size, RawPage::default())
+            .await?;
+        let mut spare = RawPage::default();
+        while let Some(last) = page.last_uid() {
             let shared = catalog.clone();
-            let evaluation = tokio::task::spawn_blocking(move || shared.evaluate_page(page, now));
+            let evaluation = tokio::task::spawn_blocking(move || {
+                let outcome = shared.evaluate_page(&page, now);
+                (page, outcome)
+            });
             // evaluate this page and write its findings while the next page is read
             let range_start = after.as_ref();
             let work = async {
-                let mut outcome = evaluation
+                let (page, outcome) = evaluation
                     .await
                     .map_err(|e| ComplianceError::Evaluation(e.to_string()))?;
+                let mut outcome = outcome?;
                 let findings = std::mem::take(&mut outcome.findings);
                 let holding = findings.len() as u64;
                 let (opened, resolved) = store
                     .sync_findings(cloud, range_start, Some(&last), findings, now)
                     .await?;
-                Ok::<_, ComplianceError>((outcome, holding, opened, resolved))
+                Ok::<_, ComplianceError>((page, outcome, holding, opened, resolved))
             };
-            let next = next_page(store, &query, &last, page_size);
+            let next = store.scan_raw(&query, Some(&last), page_size, spare);
             let (work, next) = tokio::join!(work, next);
-            let (outcome, holding, opened, resolved) = work?;
+            let (done, outcome, holding, opened, resolved) = work?;
             report.evaluated += outcome.evaluated;
             report.open += holding;
             report.opened += opened;
@@ -222,6 +272,7 @@ pub async fn run_compliance(
                 }
             }
             after = Some(last);
+            spare = done;
             page = next?;
         }
     }
@@ -250,15 +301,6 @@ pub async fn run_compliance(
         "compliance run done"
     );
     Ok(report)
-}
-
-async fn next_page(
-    store: &dyn Store,
-    query: &ScanQuery,
-    after: &ResourceUid,
-    limit: usize,
-) -> Result<Vec<Resource>, StoreError> {
-    store.scan_resources(query, Some(after), limit).await
 }
 
 #[cfg(test)]

@@ -170,9 +170,117 @@ impl Insight {
     /// Whether the insight raises a finding on `r`: `r` is of one of its types and the rule
     /// holds. `now` is the instant age operators measure from.
     pub fn matches(&self, r: &Resource, now: Timestamp) -> bool {
-        self.resource_types.contains(&r.rtype) && self.rule.eval(&Ctx { r, now }, &r.properties)
+        self.matches_subject(&Subject::of(r), now)
+    }
+
+    /// [`Insight::matches`] over a resource's borrowed fields.
+    pub fn matches_subject(&self, s: &Subject<'_>, now: Timestamp) -> bool {
+        self.resource_types.contains(&s.rtype) && self.rule.eval(&Ctx { s, now }, s.properties)
+    }
+
+    /// Add to `top` every part of the properties this insight's rule reads, and say
+    /// whether it reads the tags.
+    pub(crate) fn project(&self, top: &mut Projection) -> bool {
+        let mut tags = false;
+        let mut cur: Vec<Step> = Vec::new();
+        self.rule.project(top, &mut cur, &mut tags);
+        tags
     }
 }
+
+/// The fields of one resource an insight reads, borrowed: from a decoded [`Resource`]
+/// ([`Subject::of`]) or straight from a stored row, where `properties` may be only the
+/// [`Projection`] of the stored JSON that the catalog's insights read.
+#[derive(Clone, Copy, Debug)]
+pub struct Subject<'a> {
+    pub uid: &'a str,
+    pub cloud: &'a str,
+    pub provider: &'a str,
+    pub account: &'a str,
+    pub region: &'a str,
+    pub rtype: ResourceType,
+    pub id: &'a str,
+    pub name: &'a str,
+    pub tags: &'a BTreeMap<String, String>,
+    pub properties: &'a Value,
+}
+
+impl<'a> Subject<'a> {
+    pub fn of(r: &'a Resource) -> Subject<'a> {
+        Subject {
+            uid: r.uid.as_str(),
+            cloud: r.cloud.as_str(),
+            provider: r.provider.as_str(),
+            account: &r.account,
+            region: &r.region,
+            rtype: r.rtype,
+            id: &r.id,
+            name: &r.name,
+            tags: &r.tags,
+            properties: &r.properties,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// projection: which parts of the properties a set of rules reads
+
+/// A tree of the object keys some rule reads below one value. Arrays are transparent: the
+/// elements of an array found at a node are projected with that same node (as `any`/`all`
+/// evaluate each element, and a numeric segment indexes one). A node a test reads as a whole
+/// (`eq`, `empty`, `exists`, ...) keeps its value whole.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Projection {
+    /// Keep the whole value found here.
+    pub whole: bool,
+    /// Keys read below this node, sorted.
+    pub keys: Vec<(Box<str>, Projection)>,
+}
+
+impl Projection {
+    /// The node for `key`, created when missing.
+    fn child(&mut self, key: &str) -> &mut Projection {
+        let at = match self.keys.binary_search_by(|(k, _)| (**k).cmp(key)) {
+            Ok(i) => i,
+            Err(i) => {
+                self.keys.insert(i, (key.into(), Projection::default()));
+                i
+            }
+        };
+        &mut self.keys[at].1
+    }
+
+    /// The node for `key`, if some rule reads it.
+    pub fn get(&self, key: &str) -> Option<&Projection> {
+        self.keys
+            .binary_search_by(|(k, _)| (**k).cmp(key))
+            .ok()
+            .map(|i| &self.keys[i].1)
+    }
+
+    /// True when no rule reads anything below this node.
+    pub fn is_empty(&self) -> bool {
+        !self.whole && self.keys.is_empty()
+    }
+
+    /// Apply `f` to every node `segs` leads to from here. A numeric segment leads both to
+    /// the key of that name and, arrays being transparent, to this node itself.
+    fn reach(&mut self, segs: &[Seg], f: &mut dyn FnMut(&mut Projection)) {
+        match segs.split_first() {
+            None => f(self),
+            Some((seg, rest)) => {
+                if seg.index.is_some() {
+                    self.reach(rest, f);
+                }
+                self.child(&seg.key).reach(rest, f);
+            }
+        }
+    }
+}
+
+/// One step from the properties root to a current value: the segments of a path under
+/// which an `any`/`all` evaluates its condition.
+type Step = Box<[Seg]>;
 
 // ---------------------------------------------------------------------------------------
 // compiled form
@@ -562,7 +670,7 @@ impl Cx<'_> {
 // evaluation
 
 struct Ctx<'a> {
-    r: &'a Resource,
+    s: &'a Subject<'a>,
     now: Timestamp,
 }
 
@@ -590,34 +698,77 @@ impl Cond {
             Cond::And(cs) => cs.iter().all(|c| c.eval(cx, cur)),
             Cond::Or(cs) => cs.iter().any(|c| c.eval(cx, cur)),
             Cond::Not(c) => !c.eval(cx, cur),
-            Cond::Test { path, test } => test.eval(cx, path.resolve(cx.r, cur)),
+            Cond::Test { path, test } => test.eval(cx, path.resolve(cx.s, cur)),
+        }
+    }
+
+    /// Mark in `top` what this condition reads. `cur` is the list of paths (from the
+    /// properties root) that lead to the current value: empty at the top, one more `any`
+    /// or `all` path per nesting level.
+    fn project(&self, top: &mut Projection, cur: &mut Vec<Step>, tags: &mut bool) {
+        match self {
+            Cond::And(cs) | Cond::Or(cs) => {
+                for c in cs.iter() {
+                    c.project(top, cur, tags);
+                }
+            }
+            Cond::Not(c) => c.project(top, cur, tags),
+            Cond::Test { path, test } => {
+                let base: &[Step] = match path.root {
+                    Root::Current => cur,
+                    Root::Field(Field::Properties) => &[],
+                    Root::Field(Field::Tags) => {
+                        *tags = true;
+                        return;
+                    }
+                    Root::Field(_) => return,
+                };
+                let mut full: Vec<Step> = base.to_vec();
+                full.push(path.segs.clone());
+                match test {
+                    Test::Any(c) | Test::All(c) => {
+                        // the nested condition reads relative to this path's value
+                        let mut inner = full;
+                        c.project(top, &mut inner, tags);
+                    }
+                    _ => reach_all(top, &full, &mut |n| n.whole = true),
+                }
+            }
         }
     }
 }
 
+/// Apply `f` to every node the chain of paths `steps` leads to from `top`.
+fn reach_all(top: &mut Projection, steps: &[Step], f: &mut dyn FnMut(&mut Projection)) {
+    match steps.split_first() {
+        None => f(top),
+        Some((first, rest)) => top.reach(first, &mut |n| reach_all(n, rest, f)),
+    }
+}
+
 impl Path {
-    fn resolve<'a>(&self, r: &'a Resource, cur: &'a Value) -> Val<'a> {
+    fn resolve<'a>(&self, r: &Subject<'a>, cur: &'a Value) -> Val<'a> {
         let start: &'a Value = match self.root {
             Root::Current => cur,
             Root::Field(f) => {
                 let s: &'a str = match f {
-                    Field::Id => &r.id,
-                    Field::Name => &r.name,
-                    Field::Region => &r.region,
-                    Field::Account => &r.account,
+                    Field::Id => r.id,
+                    Field::Name => r.name,
+                    Field::Region => r.region,
+                    Field::Account => r.account,
                     Field::Type => r.rtype.as_str(),
-                    Field::Cloud => r.cloud.as_str(),
-                    Field::Provider => r.provider.as_str(),
-                    Field::Uid => r.uid.as_str(),
+                    Field::Cloud => r.cloud,
+                    Field::Provider => r.provider,
+                    Field::Uid => r.uid,
                     Field::Tags => {
                         return match self.segs.first() {
-                            None => Val::Tags(&r.tags),
+                            None => Val::Tags(r.tags),
                             Some(seg) => {
                                 r.tags.get(&*seg.key).map_or(Val::Missing, |v| Val::Str(v))
                             }
                         }
                     }
-                    Field::Properties => return walk(&r.properties, &self.segs),
+                    Field::Properties => return walk(r.properties, &self.segs),
                 };
                 return Val::Str(s);
             }
@@ -1129,6 +1280,43 @@ mod tests {
             json!({"path": "junk", "cidr_contains": "0.0.0.0/0"}),
             p
         ));
+    }
+
+    #[test]
+    fn projection_names_what_the_rule_reads() {
+        let i = insight(json!({"and": [
+            {"path": "a.b", "eq": 1},
+            {"path": "list", "any": {"or": [
+                {"path": "x", "exists": true},
+                {"path": "$.properties.top", "empty": false},
+                {"path": "inner", "all": {"path": "@", "eq": "v"}}
+            ]}},
+            {"path": "arr.0.k", "eq": 2},
+            {"path": "$.tags.Owner", "exists": true},
+            {"path": "$.name", "eq": "n"}
+        ]}))
+        .expect("compiles");
+        let mut p = Projection::default();
+        assert!(i.project(&mut p), "the rule reads the tags");
+        let leaf = || Projection {
+            whole: true,
+            keys: vec![],
+        };
+        let node = |keys: Vec<(&str, Projection)>| Projection {
+            whole: false,
+            keys: keys.into_iter().map(|(k, v)| (k.into(), v)).collect(),
+        };
+        let want = node(vec![
+            ("a", node(vec![("b", leaf())])),
+            // a numeric segment: the key "0", and through the array itself
+            (
+                "arr",
+                node(vec![("0", node(vec![("k", leaf())])), ("k", leaf())]),
+            ),
+            ("list", node(vec![("inner", leaf()), ("x", leaf())])),
+            ("top", leaf()),
+        ]);
+        assert_eq!(p, want);
     }
 
     #[test]

@@ -39,9 +39,20 @@ fn res(rtype: ResourceType, id: &str, tags: &[(&str, &str)], props: Value) -> Re
     )
 }
 
-/// The ids of the built-in insights that fire on `r`.
+/// The ids of the built-in insights that fire on `r`; the run's read path (the stored text,
+/// parsed only as far as the insights read it) must agree with the decoded resource.
 fn fired(cat: &Catalog, r: &Resource) -> Vec<String> {
-    cat.matching(r, now()).map(|i| i.id.0.clone()).collect()
+    let full: Vec<String> = cat.matching(r, now()).map(|i| i.id.0.clone()).collect();
+    let mut page = RawPage::default();
+    page.push_resource(r).expect("encodes");
+    let outcome = cat.evaluate_page(&page, now()).expect("evaluates");
+    let projected: Vec<String> = outcome
+        .findings
+        .iter()
+        .map(|f| f.insight.0.clone())
+        .collect();
+    assert_eq!(full, projected, "the projected read disagrees on {}", r.id);
+    full
 }
 
 const ALL_IDS: &[&str] = &[

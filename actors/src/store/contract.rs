@@ -114,6 +114,7 @@ pub async fn all(store: SharedStore) {
     tag_filters(store.clone()).await;
     lookup_by_uid_or_native_id(store.clone()).await;
     scan_walks_live_resources_by_uid(store.clone()).await;
+    scan_raw_reads_what_scan_reads(store.clone()).await;
     counts_live_resources_by_type(store.clone()).await;
     findings_open_resolve_and_reopen(store.clone()).await;
     findings_listing_filters_and_pages(store.clone()).await;
@@ -121,6 +122,93 @@ pub async fn all(store: SharedStore) {
     delete_cloud_removes_its_resources_and_findings(store.clone()).await;
     sync_findings_writes_only_what_changed(store.clone()).await;
     sync_findings_respects_its_range_and_scope(store.clone()).await;
+}
+
+/// `scan_raw` pages through the same live resources as `scan_resources`, in the same
+/// order, with every field as stored: tags and properties as JSON text that parses to the
+/// decoded values. A reused page holds only its own rows.
+pub async fn scan_raw_reads_what_scan_reads(store: SharedStore) {
+    let cloud = fresh_cloud("scan-raw");
+    let mut batch = Vec::new();
+    for n in 0..23 {
+        let rtype = [ResourceType::AwsEc2Instance, ResourceType::AwsS3Bucket][n % 2];
+        let mut r = resource(
+            &cloud,
+            rtype,
+            ["us-east-1", "eu-west-1"][n % 2],
+            &format!("raw-{n}"),
+            &[("Owner", "team \"a\""), ("n", &n.to_string())],
+            at(1),
+        );
+        r.properties = json!({"n": n, "text": "é \u{1F600} \\ \"q\"", "list": [{"k": n}]});
+        batch.push(r);
+    }
+    let gone = resource(
+        &cloud,
+        ResourceType::AwsEc2Instance,
+        "ap-south-1",
+        "gone",
+        &[],
+        at(1),
+    );
+    batch.push(gone);
+    store.upsert_resources(batch).await.expect("upsert");
+    store
+        .mark_deleted(&DeletionSweep {
+            cloud: cloud.clone(),
+            rtype: ResourceType::AwsEc2Instance,
+            region: Some("ap-south-1".into()),
+            seen_before: at(2),
+            now: at(2),
+        })
+        .await
+        .expect("mark_deleted");
+    for (types, limit) in [
+        (vec![], 4),
+        (vec![ResourceType::AwsS3Bucket], 5),
+        (vec![], 1000),
+    ] {
+        let query = ScanQuery {
+            cloud: Some(cloud.clone()),
+            types,
+        };
+        let decoded = scan_all(&store, &query, limit).await;
+        let mut seen = 0;
+        let mut after: Option<ResourceUid> = None;
+        let mut page = RawPage::default();
+        loop {
+            page = store
+                .scan_raw(&query, after.as_ref(), limit, page)
+                .await
+                .expect("scan_raw");
+            if page.is_empty() {
+                break;
+            }
+            assert!(page.len() <= limit);
+            for raw in page.iter() {
+                let r = &decoded[seen];
+                seen += 1;
+                assert_eq!(raw.uid, r.uid.as_str());
+                assert_eq!(raw.cloud, r.cloud.as_str());
+                assert_eq!(raw.provider, r.provider);
+                assert_eq!(raw.account, r.account);
+                assert_eq!(raw.region, r.region);
+                assert_eq!(raw.rtype, r.rtype);
+                assert_eq!(raw.id, r.id);
+                assert_eq!(raw.name, r.name);
+                let tags: BTreeMap<String, String> =
+                    serde_json::from_str(raw.tags).expect("tags are json");
+                assert_eq!(tags, r.tags);
+                let props: serde_json::Value =
+                    serde_json::from_str(raw.properties).expect("properties are json");
+                assert_eq!(props, r.properties);
+            }
+            after = page.last_uid();
+        }
+        assert_eq!(seen, decoded.len());
+        assert!(!decoded.is_empty());
+        assert!(decoded.iter().all(|r| r.region != "ap-south-1"));
+    }
 }
 
 /// `ping` answers on a working store.

@@ -18,8 +18,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use palisade_proto::{
-    CloudAccount, CloudId, Finding, FindingState, InsightId, Resource, ResourceType, ResourceUid,
-    Timestamp,
+    CloudAccount, CloudId, Finding, FindingState, InsightId, Provider, Resource, ResourceType,
+    ResourceUid, Timestamp,
 };
 
 /// Why a store operation failed.
@@ -76,6 +76,182 @@ pub struct ScanQuery {
     pub types: Vec<ResourceType>,
 }
 
+/// One keyset page of live resources as stored text, for evaluation: every row's text
+/// columns are copied into one buffer, so reading a page allocates nothing per row and the
+/// properties JSON is parsed only as far as the reader needs. A page is reused: pass the
+/// previous one back to [`Store::scan_raw`] and it is cleared and refilled.
+#[derive(Debug, Default)]
+pub struct RawPage {
+    buf: String,
+    rows: Vec<RawRow>,
+}
+
+/// Byte ranges into [`RawPage::buf`] of one row's text columns, in [`RawField`] order.
+#[derive(Debug, Clone, Copy)]
+struct RawRow {
+    rtype: ResourceType,
+    provider: Provider,
+    ends: [u32; RawField::COUNT],
+}
+
+/// The text columns of a [`RawPage`] row, in the order a backend pushes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RawField {
+    Uid,
+    Cloud,
+    Account,
+    Region,
+    Id,
+    Name,
+    /// The tags as a JSON object of strings.
+    Tags,
+    /// The properties as JSON text.
+    Properties,
+}
+
+impl RawField {
+    const COUNT: usize = 8;
+    pub const ORDER: [RawField; RawField::COUNT] = [
+        RawField::Uid,
+        RawField::Cloud,
+        RawField::Account,
+        RawField::Region,
+        RawField::Id,
+        RawField::Name,
+        RawField::Tags,
+        RawField::Properties,
+    ];
+}
+
+/// One row of a [`RawPage`], borrowed from it.
+#[derive(Debug, Clone, Copy)]
+pub struct RawResource<'a> {
+    pub uid: &'a str,
+    pub cloud: &'a str,
+    pub provider: Provider,
+    pub account: &'a str,
+    pub region: &'a str,
+    pub rtype: ResourceType,
+    pub id: &'a str,
+    pub name: &'a str,
+    /// JSON object of strings.
+    pub tags: &'a str,
+    /// JSON text.
+    pub properties: &'a str,
+}
+
+impl RawPage {
+    /// Empty the page, keeping its buffers.
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.rows.clear();
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Append one row; `fields` yields the text of each [`RawField::ORDER`] column in turn.
+    pub fn push<'s>(
+        &mut self,
+        rtype: ResourceType,
+        provider: Provider,
+        fields: impl IntoIterator<Item = &'s str>,
+    ) -> Result<(), StoreError> {
+        let mut ends = [0u32; RawField::COUNT];
+        let mut n = 0;
+        for (slot, text) in ends.iter_mut().zip(fields) {
+            self.buf.push_str(text);
+            *slot = u32::try_from(self.buf.len())
+                .map_err(|_| StoreError::Query("raw page exceeds 4 GiB".into()))?;
+            n += 1;
+        }
+        if n != RawField::COUNT {
+            self.buf.truncate(
+                self.rows
+                    .last()
+                    .map_or(0, |r| r.ends[RawField::COUNT - 1] as usize),
+            );
+            return Err(StoreError::Query(format!(
+                "raw row has {n} fields, expected {}",
+                RawField::COUNT
+            )));
+        }
+        self.rows.push(RawRow {
+            rtype,
+            provider,
+            ends,
+        });
+        Ok(())
+    }
+
+    /// Append a decoded resource (for backends without a raw read path).
+    pub fn push_resource(&mut self, r: &Resource) -> Result<(), StoreError> {
+        let tags = serde_json::to_string(&r.tags)
+            .map_err(|e| StoreError::Query(format!("encode tags: {e}")))?;
+        let properties = serde_json::to_string(&r.properties)
+            .map_err(|e| StoreError::Query(format!("encode properties: {e}")))?;
+        self.push(
+            r.rtype,
+            r.provider,
+            [
+                r.uid.as_str(),
+                r.cloud.as_str(),
+                &r.account,
+                &r.region,
+                &r.id,
+                &r.name,
+                &tags,
+                &properties,
+            ],
+        )
+    }
+
+    /// The row at `i`.
+    pub fn get(&self, i: usize) -> Option<RawResource<'_>> {
+        let row = self.rows.get(i)?;
+        let start = match i {
+            0 => 0,
+            _ => self.rows[i - 1].ends[RawField::COUNT - 1] as usize,
+        };
+        let mut spans = [""; RawField::COUNT];
+        let mut from = start;
+        for (span, &end) in spans.iter_mut().zip(&row.ends) {
+            *span = self.buf.get(from..end as usize)?;
+            from = end as usize;
+        }
+        let [uid, cloud, account, region, id, name, tags, properties] = spans;
+        Some(RawResource {
+            uid,
+            cloud,
+            provider: row.provider,
+            account,
+            region,
+            rtype: row.rtype,
+            id,
+            name,
+            tags,
+            properties,
+        })
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = RawResource<'_>> + '_ {
+        (0..self.rows.len()).filter_map(|i| self.get(i))
+    }
+
+    /// The uid of the last row.
+    pub fn last_uid(&self) -> Option<ResourceUid> {
+        self.len()
+            .checked_sub(1)
+            .and_then(|i| self.get(i))
+            .map(|r| ResourceUid(r.uid.to_owned()))
+    }
+}
+
 /// The resources a finished harvest of one (cloud, type, region) no longer saw.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DeletionSweep {
@@ -113,6 +289,22 @@ pub trait Store: Send + Sync + 'static {
         after: Option<&ResourceUid>,
         limit: usize,
     ) -> Result<Vec<Resource>, StoreError>;
+    /// The same keyset page as [`Store::scan_resources`], as stored text in `page` (cleared
+    /// first, then filled and handed back): the compliance run's read path. The default
+    /// re-encodes decoded resources; backends override it to copy columns straight in.
+    async fn scan_raw(
+        &self,
+        query: &ScanQuery,
+        after: Option<&ResourceUid>,
+        limit: usize,
+        mut page: RawPage,
+    ) -> Result<RawPage, StoreError> {
+        page.clear();
+        for r in self.scan_resources(query, after, limit).await? {
+            page.push_resource(&r)?;
+        }
+        Ok(page)
+    }
     /// Live resources per type.
     async fn count_resources_by_type(
         &self,

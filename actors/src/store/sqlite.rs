@@ -17,7 +17,7 @@ use rusqlite::types::{Value, ValueRef};
 use rusqlite::{
     params, params_from_iter, Connection, ErrorCode, OpenFlags, Row, TransactionBehavior,
 };
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -67,6 +67,11 @@ const STATEMENT_CACHE: usize = 64;
 
 const RESOURCE_COLUMNS: &str = "uid, cloud, provider, account, region, rtype, id, name, \
      first_seen, last_seen, deleted_at, tags, properties";
+
+/// The columns of [`Store::scan_raw`]: text columns in [`RawField::ORDER`], with the
+/// provider and type at 2 and 5.
+const RAW_COLUMNS: &str = "uid, cloud, provider, account, region, rtype, id, name, tags, \
+     properties";
 
 /// The `now` of the latest completed compliance run covering a finding's cloud (a run of
 /// that cloud, or of every cloud, scope `''`), or NULL; correlated on `findings.cloud`.
@@ -656,8 +661,8 @@ fn open_in_range_sql(has_after: bool, has_through: bool, has_scope: bool) -> Str
 /// The keyset scan's SQL. The `+` before `deleted_at`, `cloud` and `rtype` keeps SQLite
 /// from choosing a secondary index: the scan must walk the uid-clustered table in order,
 /// not sort.
-fn scan_sql(query: &ScanQuery, has_after: bool) -> String {
-    let mut sql = format!("SELECT {RESOURCE_COLUMNS} FROM resources WHERE +deleted_at IS NULL");
+fn scan_sql(columns: &str, query: &ScanQuery, has_after: bool) -> String {
+    let mut sql = format!("SELECT {columns} FROM resources WHERE +deleted_at IS NULL");
     if has_after {
         sql.push_str(" AND uid > ?");
     }
@@ -673,6 +678,22 @@ fn scan_sql(query: &ScanQuery, has_after: bool) -> String {
     }
     sql.push_str(" ORDER BY uid LIMIT ?");
     sql
+}
+
+/// The arguments of [`scan_sql`]'s statement, in its placeholders' order.
+fn scan_args(query: &ScanQuery, after: Option<&ResourceUid>, limit: usize) -> Vec<Value> {
+    let mut args: Vec<Value> = Vec::with_capacity(query.types.len() + 3);
+    if let Some(after) = after {
+        args.push(Value::Text(after.0.clone()));
+    }
+    if let Some(cloud) = &query.cloud {
+        args.push(Value::Text(cloud.0.clone()));
+    }
+    for t in &query.types {
+        args.push(Value::Text(t.as_str().to_owned()));
+    }
+    args.push(Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
+    args
 }
 
 #[async_trait]
@@ -893,18 +914,8 @@ impl Store for SqliteStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let sql = scan_sql(query, after.is_some());
-        let mut args: Vec<Value> = Vec::with_capacity(query.types.len() + 3);
-        if let Some(after) = after {
-            args.push(Value::Text(after.0.clone()));
-        }
-        if let Some(cloud) = &query.cloud {
-            args.push(Value::Text(cloud.0.clone()));
-        }
-        for t in &query.types {
-            args.push(Value::Text(t.as_str().to_owned()));
-        }
-        args.push(Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
+        let sql = scan_sql(RESOURCE_COLUMNS, query, after.is_some());
+        let args = scan_args(query, after, limit);
         // Pre-size for a full page, within reason.
         let cap = limit.min(10_000);
         self.read("scan_resources", move |conn| {
@@ -915,6 +926,55 @@ impl Store for SqliteStore {
                 cap,
                 resource_from_row,
             )
+        })
+        .await
+    }
+
+    async fn scan_raw(
+        &self,
+        scan: &ScanQuery,
+        after: Option<&ResourceUid>,
+        limit: usize,
+        mut page: RawPage,
+    ) -> Result<RawPage, StoreError> {
+        page.clear();
+        if limit == 0 {
+            return Ok(page);
+        }
+        let sql = scan_sql(RAW_COLUMNS, scan, after.is_some());
+        let args = scan_args(scan, after, limit);
+        self.read("scan_raw", move |conn| {
+            let mut stmt = conn.prepare_cached(&sql).map_err(|e| query("prepare", e))?;
+            let mut rows = stmt
+                .query(params_from_iter(args.iter()))
+                .map_err(|e| query("query", e))?;
+            while let Some(row) = rows.next().map_err(|e| query("step", e))? {
+                let uid = text(row, 0)?;
+                let corrupt = |what: &str, detail: String| {
+                    StoreError::Corrupt(format!("resource {uid}: {what}: {detail}"))
+                };
+                let provider: Provider = text(row, 2)?
+                    .parse()
+                    .map_err(|e: String| corrupt("provider", e))?;
+                let rtype: ResourceType = text(row, 5)?
+                    .parse()
+                    .map_err(|e: String| corrupt("type", e))?;
+                page.push(
+                    rtype,
+                    provider,
+                    [
+                        uid,
+                        text(row, 1)?,
+                        text(row, 3)?,
+                        text(row, 4)?,
+                        text(row, 6)?,
+                        text(row, 7)?,
+                        text(row, 8)?,
+                        text(row, 9)?,
+                    ],
+                )?;
+            }
+            Ok(page)
         })
         .await
     }
@@ -1034,29 +1094,34 @@ impl Store for SqliteStore {
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(|e| query("begin sync findings", e))?;
             let (opened, resolved) = {
-                // (resource_uid, insight, cloud) of the open findings in the range
-                let open = collect(&tx, &sql, params_from_iter(args.iter()), 64, |row| {
-                    Ok((
-                        text(row, 0)?.to_owned(),
-                        text(row, 1)?.to_owned(),
-                        text(row, 2)?.to_owned(),
-                    ))
-                })?;
-                let holds: HashSet<(&str, &str)> = holding
+                // holding findings by (resource_uid, insight), and which of them are open
+                let holds: HashMap<(&str, &str), usize> = holding
                     .iter()
-                    .map(|f| (f.resource_uid.as_str(), f.insight.as_str()))
+                    .enumerate()
+                    .map(|(i, f)| ((f.resource_uid.as_str(), f.insight.as_str()), i))
                     .collect();
-                // open and holding: untouched; open and not holding: resolved
-                let mut kept: HashSet<(&str, &str)> = HashSet::with_capacity(open.len());
-                let mut stale = Vec::new();
-                for (uid, insight, cloud) in &open {
-                    let key = (uid.as_str(), insight.as_str());
-                    if holds.contains(&key) {
-                        kept.insert(key);
-                    } else {
-                        stale.push((uid, insight, cloud));
+                let mut kept = vec![false; holding.len()];
+                // open and holding: untouched; open and not holding: resolved. The open
+                // findings of the range are compared in place; only the stale are copied.
+                let mut stale: Vec<(String, String, String)> = Vec::new();
+                {
+                    let mut stmt = tx.prepare_cached(&sql).map_err(|e| query("prepare", e))?;
+                    let mut rows = stmt
+                        .query(params_from_iter(args.iter()))
+                        .map_err(|e| query("query open findings", e))?;
+                    while let Some(row) = rows.next().map_err(|e| query("step", e))? {
+                        let (uid, insight) = (text(row, 0)?, text(row, 1)?);
+                        match holds.get(&(uid, insight)) {
+                            Some(&i) => kept[i] = true,
+                            None => stale.push((
+                                uid.to_owned(),
+                                insight.to_owned(),
+                                text(row, 2)?.to_owned(),
+                            )),
+                        }
                     }
                 }
+                let kept_count = kept.iter().filter(|k| **k).count();
                 let mut resolved = 0u64;
                 if !stale.is_empty() {
                     let runs = collect(
@@ -1077,7 +1142,7 @@ impl Store for SqliteStore {
                     let mut stmt = tx
                         .prepare_cached(RESOLVE_FINDING)
                         .map_err(|e| query("prepare resolve finding", e))?;
-                    for (uid, insight, cloud) in stale {
+                    for (uid, insight, cloud) in &stale {
                         resolved += stmt
                             .execute(params![now, confirmed(cloud), insight, uid])
                             .map_err(|e| query(&format!("resolve finding {insight} of {uid}"), e))?
@@ -1085,14 +1150,11 @@ impl Store for SqliteStore {
                     }
                 }
                 let mut opened = 0u64;
-                if kept.len() < holding.len() {
+                if kept_count < holding.len() {
                     let mut stmt = tx
                         .prepare_cached(UPSERT_FINDING)
                         .map_err(|e| query("prepare upsert findings", e))?;
-                    for f in &holding {
-                        if kept.contains(&(f.resource_uid.as_str(), f.insight.as_str())) {
-                            continue;
-                        }
+                    for (f, _) in holding.iter().zip(&kept).filter(|(_, k)| !**k) {
                         stmt.execute(params![
                             f.insight.0,
                             f.resource_uid.0,
@@ -1519,7 +1581,10 @@ mod tests {
             types: vec![ResourceType::AwsEc2Instance, ResourceType::AwsEc2Volume],
         };
         for (q, after) in [(&with_types, true), (&ScanQuery::default(), false)] {
-            let sql = format!("EXPLAIN QUERY PLAN {}", scan_sql(q, after));
+            let sql = format!(
+                "EXPLAIN QUERY PLAN {}",
+                scan_sql(RESOURCE_COLUMNS, q, after)
+            );
             let mut stmt = conn.prepare(&sql).expect("prepare");
             let n = 1 + usize::from(after) + usize::from(q.cloud.is_some()) + q.types.len();
             let values: Vec<Value> = (0..n).map(|_| Value::Text("x".into())).collect();

@@ -91,6 +91,13 @@ async fn run(total: u64) -> Result<()> {
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!("cpus available: {cpus} (one-core figure: run under `taskset -c 0`)");
 
+    if std::env::var_os("BENCH_STEADY_ONLY").is_some() {
+        // for profiling: one run over the findings the last run left
+        let reset = reset_peak_rss();
+        let steady = timed(&store, &catalog, Utc::now(), page_size).await?;
+        steady.print("steady run", reset);
+        return Ok(());
+    }
     // attribution pass: reading pages vs evaluating them, and what JSON parsing costs
     let reset = reset_peak_rss();
     let parts = attribute(&store, &catalog, page_size).await?;
@@ -156,6 +163,10 @@ struct Run {
     user: f64,
     system: f64,
     peak_kib: u64,
+    /// Bytes the process read through system calls (the store's page reads) during the run.
+    read_bytes: u64,
+    /// Minor page faults during the run.
+    faults: u64,
 }
 
 impl Run {
@@ -179,6 +190,11 @@ impl Run {
                 " (not reset after the build: includes it)"
             }
         );
+        println!(
+            "{name}: read {} MiB through system calls, {} minor page faults",
+            self.read_bytes >> 20,
+            self.faults
+        );
     }
 }
 
@@ -189,16 +205,20 @@ async fn timed(
     page_size: usize,
 ) -> Result<Run> {
     let (user0, system0) = cpu_secs();
+    let (read0, faults0) = (read_chars(), stat_field(7));
     let started = Instant::now();
     let report = run_compliance(store.as_ref(), catalog, None, now, page_size).await?;
     let wall = started.elapsed().as_secs_f64();
     let (user1, system1) = cpu_secs();
+    let (read1, faults1) = (read_chars(), stat_field(7));
     Ok(Run {
         report,
         wall,
         user: user1 - user0,
         system: system1 - system0,
         peak_kib: peak_rss_kib(),
+        read_bytes: read1 - read0,
+        faults: faults1 - faults0,
     })
 }
 
@@ -239,18 +259,31 @@ fn forget_findings(db: &std::path::Path) -> Result<usize> {
 
 /// User and system CPU seconds of this process so far (`/proc/self/stat`, 100 Hz ticks).
 fn cpu_secs() -> (f64, f64) {
+    // utime and stime are fields 14 and 15 of stat(5)
+    (stat_field(11) as f64 / 100.0, stat_field(12) as f64 / 100.0)
+}
+
+/// Field `n + 3` of `/proc/self/stat` (`n = 7` is minflt, field 10).
+fn stat_field(n: usize) -> u64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     // the fields after the command name, which is in parentheses and may hold spaces
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let field = |n: usize| -> f64 {
-        rest.split_whitespace()
-            .nth(n)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-            / 100.0
-    };
-    // utime and stime are fields 14 and 15 of stat(5); `rest` starts at field 3
-    (field(11), field(12))
+    rest.split_whitespace()
+        .nth(n)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Bytes read through system calls so far (`rchar` of `/proc/self/io`).
+fn read_chars() -> u64 {
+    std::fs::read_to_string("/proc/self/io")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("rchar:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 struct Attribution {
