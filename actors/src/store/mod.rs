@@ -1,13 +1,14 @@
 //! The store port: where clouds, resources and findings live.
 //!
 //! Owns: the [`Store`] trait every storage backend implements, its query and error types,
-//! and [`open`], which picks the backend a `store.url` names. The embedded backend is
-//! SQLite ([`sqlite`]); the cluster's MySQL backend implements the same trait and must pass
-//! the same contract suite ([`contract`]).
+//! and [`open`] and [`migrate`], which pick the backend a `store.url` names. The embedded
+//! backend is SQLite ([`sqlite`]); the cluster's backend is MySQL ([`mysql`]); both pass the
+//! same contract suite ([`contract`]).
 //!
 //! Must never: hold a resource set in memory that grows with the estate. Scans are keyset
 //! pages; harvest writes arrive in batches.
 
+pub mod mysql;
 pub mod sqlite;
 
 #[cfg(test)]
@@ -362,11 +363,28 @@ pub trait Store: Send + Sync + 'static {
 /// A shared store handle.
 pub type SharedStore = Arc<dyn Store>;
 
-/// Open the store a `store.url` names, running migrations.
+/// Open the store a `store.url` names. SQLite migrates on open; MySQL refuses a schema
+/// other than this build's (see [`migrate`]).
 pub async fn open(url: &str) -> Result<SharedStore, StoreError> {
     if url.starts_with("sqlite:") {
         sqlite::open(url).await
+    } else if url.starts_with("mysql://") {
+        mysql::open(url).await
     } else {
-        Err(StoreError::UnsupportedUrl(url.to_string()))
+        Err(StoreError::UnsupportedUrl(mysql::redact_url(url)))
+    }
+}
+
+/// Bring the schema of the store a `store.url` names up to this build's; returns the
+/// schema version. Idempotent. For SQLite, which migrates whenever it opens, this opens
+/// the store once.
+pub async fn migrate(url: &str) -> Result<i64, StoreError> {
+    if url.starts_with("sqlite:") {
+        drop(sqlite::open(url).await?);
+        Ok(sqlite::SCHEMA_VERSION)
+    } else if url.starts_with("mysql://") {
+        mysql::migrate(url).await
+    } else {
+        Err(StoreError::UnsupportedUrl(mysql::redact_url(url)))
     }
 }
