@@ -23,6 +23,9 @@ pub struct Settings {
     pub log: LogSettings,
     pub http: HttpSettings,
     pub store: StoreSettings,
+    pub redis: RedisSettings,
+    pub queue: QueueSettings,
+    pub cluster: ClusterSettings,
     pub scheduler: SchedulerSettings,
     pub supervisor: SupervisorSettings,
     pub aws: AwsSettings,
@@ -80,6 +83,53 @@ pub struct StoreSettings {
     pub url: String,
     pub batch_size: usize,
 }
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSettings {
+    /// Empty: in-process queue and bus (a single node).
+    pub url: String,
+    pub prefix: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueSettings {
+    pub lease_secs: u64,
+    pub max_attempts: u32,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// The bus's HMAC key; see [`ClusterSettings::secret_file`].
+    pub secret: String,
+    /// A file holding the key, read by the daemon at start when `secret` is empty.
+    pub secret_file: String,
+    pub leader_lease_secs: u64,
+    pub heartbeat_secs: u64,
+}
+
+impl std::fmt::Debug for ClusterSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterSettings")
+            .field(
+                "secret",
+                &if self.secret.is_empty() {
+                    ""
+                } else {
+                    "<redacted>"
+                },
+            )
+            .field("secret_file", &self.secret_file)
+            .field("leader_lease_secs", &self.leader_lease_secs)
+            .field("heartbeat_secs", &self.heartbeat_secs)
+            .finish()
+    }
+}
+
+/// The shortest cluster secret accepted, in bytes.
+pub const MIN_SECRET_BYTES: usize = 16;
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -177,11 +227,59 @@ impl Settings {
         if self.aws.concurrency == 0 {
             return Err(invalid("aws.concurrency", "must be at least 1"));
         }
-        if !self.store.url.starts_with("sqlite:") {
+        if !self.store.url.starts_with("sqlite:") && !self.store.url.starts_with("mysql://") {
             return Err(invalid(
                 "store.url",
-                "must start with sqlite: (the only store in this build)",
+                "must start with sqlite: (embedded) or mysql:// (a cluster)",
             ));
+        }
+        let redis = &self.redis.url;
+        if !redis.is_empty() && !redis.starts_with("redis://") && !redis.starts_with("rediss://") {
+            return Err(invalid("redis.url", "must start with redis:// or be empty"));
+        }
+        if redis.is_empty() {
+            if !self.has_role(Role::Worker) {
+                return Err(invalid(
+                    "node.roles",
+                    "without redis.url the queue is this process's own: a node without the \
+                     worker role would never run a job (set redis.url to share a cluster's)",
+                ));
+            }
+        } else {
+            if self.store.url.starts_with("sqlite:") && !self.has_all_roles() {
+                return Err(invalid(
+                    "store.url",
+                    "nodes of a cluster share one store: use mysql://",
+                ));
+            }
+            let c = &self.cluster;
+            if c.secret.is_empty() && c.secret_file.is_empty() {
+                return Err(invalid(
+                    "cluster.secret",
+                    "a cluster (redis.url is set) needs cluster.secret or cluster.secret_file",
+                ));
+            }
+            if !c.secret.is_empty() && c.secret.trim().len() < MIN_SECRET_BYTES {
+                return Err(invalid(
+                    "cluster.secret",
+                    format!("must be at least {MIN_SECRET_BYTES} bytes"),
+                ));
+            }
+        }
+        if self.redis.prefix.is_empty() {
+            return Err(invalid("redis.prefix", "must not be empty"));
+        }
+        if self.queue.lease_secs == 0 {
+            return Err(invalid("queue.lease_secs", "must be at least 1"));
+        }
+        if self.queue.max_attempts == 0 {
+            return Err(invalid("queue.max_attempts", "must be at least 1"));
+        }
+        if self.cluster.leader_lease_secs == 0 {
+            return Err(invalid("cluster.leader_lease_secs", "must be at least 1"));
+        }
+        if self.cluster.heartbeat_secs == 0 {
+            return Err(invalid("cluster.heartbeat_secs", "must be at least 1"));
         }
         Ok(())
     }
@@ -197,6 +295,17 @@ impl Settings {
     pub fn has_role(&self, role: Role) -> bool {
         self.node.roles.contains(&role)
     }
+
+    fn has_all_roles(&self) -> bool {
+        [Role::Scheduler, Role::Worker, Role::Interface]
+            .iter()
+            .all(|r| self.has_role(*r))
+    }
+
+    /// Whether this node is part of a cluster (its queue and bus are on Redis).
+    pub fn clustered(&self) -> bool {
+        !self.redis.url.is_empty()
+    }
 }
 
 #[cfg(test)]
@@ -211,5 +320,49 @@ mod tests {
         assert!(s.debug_enabled("local"));
         assert!(!s.debug_enabled("live"));
         assert_eq!(s.node.roles.len(), 3);
+        assert!(!s.clustered());
+    }
+
+    #[test]
+    fn cluster_rules_name_the_key_at_fault() {
+        let base = Settings::defaults().expect("defaults parse");
+        let key_of = |s: &Settings| s.validate().err().map(|e| e.key);
+
+        // a node with some roles only needs the shared queue
+        let mut s = base.clone();
+        s.node.roles = vec![Role::Interface];
+        assert_eq!(key_of(&s).as_deref(), Some("node.roles"));
+        s.node.roles = vec![Role::Worker, Role::Interface];
+        assert_eq!(key_of(&s), None, "a headless single node is fine");
+        s.node.roles = vec![Role::Worker];
+
+        // ... and a shared store
+        s.redis.url = "redis://127.0.0.1:6379".into();
+        s.cluster.secret = "0123456789abcdef".into();
+        assert_eq!(key_of(&s).as_deref(), Some("store.url"));
+        s.store.url = "mysql://palisade:pw@db:3306/palisade".into();
+        assert_eq!(key_of(&s), None);
+
+        // ... and a secret of some length
+        s.cluster.secret = "short".into();
+        assert_eq!(key_of(&s).as_deref(), Some("cluster.secret"));
+        s.cluster.secret = String::new();
+        assert_eq!(key_of(&s).as_deref(), Some("cluster.secret"));
+        s.cluster.secret_file = "/etc/palisade/cluster.key".into();
+        assert_eq!(key_of(&s), None);
+        assert!(s.clustered());
+
+        s.redis.url = "http://redis".into();
+        assert_eq!(key_of(&s).as_deref(), Some("redis.url"));
+        s.redis.url = "redis://127.0.0.1:6379".into();
+        s.store.url = "postgres://x".into();
+        assert_eq!(key_of(&s).as_deref(), Some("store.url"));
+    }
+
+    #[test]
+    fn the_cluster_secret_never_shows_in_debug() {
+        let mut s = Settings::defaults().expect("defaults parse");
+        s.cluster.secret = "super-secret-cluster-key".into();
+        assert!(!format!("{s:?}").contains("super-secret"));
     }
 }

@@ -23,6 +23,9 @@ pub enum Command {
     Run,
     /// Check the configuration and exit: 0 when valid, 2 naming the bad key otherwise.
     Validate,
+    /// Bring the store's schema (`store.url`) up to this build's and exit. Needed once per
+    /// upgrade on MySQL, where nodes refuse a schema they do not know; SQLite migrates itself.
+    Migrate,
     /// Harvest an account once, evaluate the built-in insights and report.
     ///
     /// Exits 0 with no open findings, 3 with open findings, 1 on errors.

@@ -191,17 +191,37 @@ pub fn load(sources: &Sources, env: &[(String, String)]) -> Result<Loaded, ConfE
     if let Some(unknown) = keys_of(&config)?.difference(&known).next() {
         return Err(ConfError::UnknownKey(unknown.clone()));
     }
-    let settings: Settings = config
+    let mut settings: Settings = config
         .try_deserialize()
         .map_err(|e| ConfError::Invalid(e.to_string()))?;
     settings
         .validate()
         .map_err(|e| ConfError::Invalid(e.to_string()))?;
+    if settings.cluster.secret.is_empty() && !settings.cluster.secret_file.is_empty() {
+        settings.cluster.secret = read_secret_file(&settings.cluster.secret_file)?;
+    }
     Ok(Loaded {
         settings,
         stage,
         sources: names,
     })
+}
+
+/// The cluster secret held in `cluster.secret_file`, without surrounding whitespace.
+/// Never quotes the file's content in an error.
+fn read_secret_file(path: &str) -> Result<String, ConfError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfError::Read {
+        path: path.to_string(),
+        reason: e.kind().to_string(),
+    })?;
+    let secret = text.trim().to_string();
+    if secret.len() < palisade_actors::settings::MIN_SECRET_BYTES {
+        return Err(ConfError::Invalid(format!(
+            "invalid setting `cluster.secret_file`: {path} must hold at least {} bytes",
+            palisade_actors::settings::MIN_SECRET_BYTES
+        )));
+    }
+    Ok(secret)
 }
 
 /// Variables of the env file that are not PALISADE__ settings (proxy, AWS credentials):
@@ -248,6 +268,41 @@ mod tests {
             conf_dir: Some(dir.to_path_buf()),
             env_file: None,
         }
+    }
+
+    #[test]
+    fn cluster_settings_come_from_the_environment_with_the_secret_from_a_file() {
+        let dir = empty_dir();
+        let key = dir.path().join("cluster.key");
+        std::fs::write(&key, "  0123456789abcdef-cluster\n").expect("write key");
+        let cluster = [
+            ("PALISADE__NODE__ROLES", "worker,interface"),
+            ("PALISADE__REDIS__URL", "redis://127.0.0.1:6379"),
+            ("PALISADE__STORE__URL", "mysql://root@127.0.0.1:3306/test"),
+        ];
+        let mut vars = env(&cluster);
+        vars.push((
+            "PALISADE__CLUSTER__SECRET_FILE".into(),
+            key.display().to_string(),
+        ));
+        let loaded = load(&sources(dir.path()), &vars).expect("loads");
+        let s = &loaded.settings;
+        assert_eq!(s.node.roles.len(), 2);
+        assert!(s.clustered());
+        assert_eq!(s.cluster.secret, "0123456789abcdef-cluster");
+
+        // a short key is refused without quoting it
+        std::fs::write(&key, "tiny").expect("write key");
+        let err = load(&sources(dir.path()), &vars).expect_err("short key");
+        assert!(err.to_string().contains("cluster.secret_file"), "{err}");
+        assert!(!err.to_string().contains("tiny"), "{err}");
+        // a missing one names the file
+        std::fs::remove_file(&key).expect("remove key");
+        let err = load(&sources(dir.path()), &vars).expect_err("missing key");
+        assert!(err.to_string().contains("cluster.key"), "{err}");
+        // and no secret at all names the key
+        let err = load(&sources(dir.path()), &env(&cluster)).expect_err("no secret");
+        assert!(err.to_string().contains("cluster.secret"), "{err}");
     }
 
     #[test]

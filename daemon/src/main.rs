@@ -1,5 +1,5 @@
-//! The `palisade` binary: parses the command line and hands over to `run`, `validate` or
-//! `scan`. Everything that does work lives in `palisade-actors`.
+//! The `palisade` binary: parses the command line and hands over to `run`, `validate`,
+//! `migrate` or `scan`. Everything that does work lives in `palisade-actors`.
 
 mod cli;
 mod conf;
@@ -43,6 +43,10 @@ fn main() -> ExitCode {
         cli::Command::Run => {
             logging::init(&loaded.settings.log);
             run::run(loaded)
+        }
+        cli::Command::Migrate => {
+            logging::init(&loaded.settings.log);
+            run::migrate(&loaded)
         }
         cli::Command::Scan(args) => {
             logging::init(&loaded.settings.log);

@@ -1,4 +1,5 @@
-//! `palisade run`: start the node's roles and serve until SIGTERM or SIGINT.
+//! `palisade run`: start the node's roles and serve until SIGTERM or SIGINT; and
+//! `palisade migrate`.
 
 use actix::Actor;
 use std::process::ExitCode;
@@ -36,6 +37,33 @@ async fn wait_for_signal() -> &'static str {
     tokio::select! {
         _ = term.recv() => "SIGTERM",
         _ = tokio::signal::ctrl_c() => "SIGINT",
+    }
+}
+
+/// `palisade migrate`: bring the store's schema up to this build's.
+pub fn migrate(loaded: &Loaded) -> ExitCode {
+    let url = loaded.settings.store.url.clone();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(palisade_actors::store::migrate(&url)) {
+        Ok(version) => {
+            tracing::info!(version, "store schema migrated");
+            eprintln!("store schema is at version {version}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "migration failed");
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
