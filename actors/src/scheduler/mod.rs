@@ -8,6 +8,7 @@
 //! p1 for compliance, p2 for recurring harvests), or bypass the queue to run work.
 
 pub mod cadence;
+pub mod leader;
 pub mod worker;
 
 use actix::Addr;
