@@ -8,6 +8,7 @@
 //! or let a type that is not in `palisade-proto` cross a node boundary.
 
 pub mod bus;
+pub mod cluster;
 pub mod compliance;
 pub mod harvest;
 pub mod http;

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::bus::{memory::MemoryBus, SharedBus};
+use crate::cluster::registry::{self, NodeRegistry};
 use crate::compliance::actor::ComplianceActor;
 use crate::compliance::Catalog;
 use crate::harvest::actor::HarvesterActor;
@@ -59,6 +60,8 @@ pub struct NodeDeps {
     pub bus: SharedBus,
     pub catalog: Arc<Catalog>,
     pub harvest: Arc<HarvestContext>,
+    /// The cluster's nodes, from heartbeats on the bus.
+    pub registry: Arc<NodeRegistry>,
 }
 
 impl NodeDeps {
@@ -86,6 +89,9 @@ impl NodeDeps {
             bus: Arc::new(MemoryBus::default()),
             catalog: Arc::new(catalog),
             harvest,
+            registry: Arc::new(NodeRegistry::new(Duration::from_secs(
+                settings.cluster.heartbeat_secs,
+            ))),
         })
     }
 }
@@ -329,6 +335,18 @@ impl Actor for Supervisor {
             })
             .collect();
         tracing::info!(node = %self.deps.node, roles = ?roles, "supervisor started");
+        let d = &self.deps;
+        ctx.spawn(registry::listen(d.bus.clone(), d.registry.clone()).into_actor(self));
+        ctx.spawn(
+            registry::announce(
+                d.bus.clone(),
+                d.node.clone(),
+                roles.iter().map(|r| r.to_string()).collect(),
+                self.running.clone(),
+                Duration::from_secs(d.settings.cluster.heartbeat_secs),
+            )
+            .into_actor(self),
+        );
         self.watch();
         if let Some(server) = self.server.take() {
             self.http = Some(HttpActor::new(server).start());

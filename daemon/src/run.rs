@@ -88,6 +88,7 @@ pub fn run(loaded: Loaded) -> ExitCode {
                 queue: deps.queue.clone(),
                 bus: deps.bus.clone(),
                 catalog: deps.catalog.clone(),
+                registry: deps.registry.clone(),
                 node_id: node.clone(),
             };
             let server = http::bind(settings.http.bind, state).map_err(|e| NodeError::Bind {

@@ -3,7 +3,8 @@
 //! Owns: the routes ([`configure`]), the application with its request middleware
 //! ([`app`]), the listening server ([`bind`]), and the translation between HTTP and the
 //! store, queue and insight catalog. One file per concept: [`actor`] (the server as the
-//! supervisor's child), [`error`] (the one error type), `paging`, `probes` (health, readiness, metrics), `clouds`, `jobs`, `resources`, `insights`.
+//! supervisor's child), [`error`] (the one error type), `paging`, `probes` (health, readiness, metrics), `clouds`, `cluster`, `jobs`, `resources`,
+//! `insights`.
 //!
 //! Must never: run a job or call a cloud (it enqueues through the scheduler), return a
 //! secret, answer an error with anything but a JSON `{"code","message"}` body, or panic on
@@ -13,6 +14,7 @@ pub mod actor;
 pub mod error;
 
 mod clouds;
+mod cluster;
 mod insights;
 mod jobs;
 mod paging;
@@ -45,6 +47,8 @@ pub struct ApiState {
     pub queue: SharedQueue,
     pub bus: SharedBus,
     pub catalog: Arc<Catalog>,
+    /// The cluster's nodes as heard on the bus.
+    pub registry: Arc<crate::cluster::registry::NodeRegistry>,
     /// This node's id, reported by `/healthz`.
     pub node_id: String,
 }
@@ -157,6 +161,7 @@ pub fn configure(state: ApiState) -> impl FnOnce(&mut web::ServiceConfig) + Clon
             // before /v2/jobs/{id}, which would otherwise take "queues" for a job id
             .service(resource("/v2/jobs/queues", "GET").route(web::get().to(jobs::queues)))
             .service(resource("/v2/jobs/{id}", "GET").route(web::get().to(jobs::get)))
+            .service(resource("/v2/cluster/nodes", "GET").route(web::get().to(cluster::nodes)))
             .service(resource("/v2/resources", "GET").route(web::get().to(resources::list)))
             .service(resource("/v2/resources/{id}", "GET").route(web::get().to(resources::get)))
             .service(resource("/v2/insights", "GET").route(web::get().to(insights::list)))

@@ -12,6 +12,8 @@ use actix_web::web::Bytes;
 use async_trait::async_trait;
 use serde_json::{json, Value};
 
+use crate::cluster::registry::NodeRegistry;
+
 use palisade_proto::{
     CloudAccount, CloudId, ClusterEvent, Credentials, Finding, FindingState, InsightId, Provider,
     Resource, ResourceType, ResourceUid, Timestamp,
@@ -42,6 +44,7 @@ async fn state() -> ApiState {
         queue: Arc::new(MemoryQueue::new(100)),
         bus: Arc::new(MemoryBus::default()),
         catalog: Arc::new(Catalog::builtin(&settings).expect("builtin catalog")),
+        registry: Arc::new(NodeRegistry::new(std::time::Duration::from_secs(5))),
         node_id: "node-test".into(),
     }
 }
@@ -854,6 +857,39 @@ async fn probes_and_metrics() {
         text.contains("palisade_http_errors_total{code=\"not_found\"}"),
         "{text}"
     );
+}
+
+#[actix_web::test]
+async fn cluster_nodes_lists_the_nodes_heard_from() {
+    let st = state().await;
+    st.registry
+        .record("worker-1", vec!["worker".into()], 2, chrono::Utc::now());
+    st.registry.record(
+        "web-1",
+        vec!["interface".into()],
+        0,
+        chrono::Utc::now() - chrono::Duration::seconds(20),
+    );
+    let app = test::init_service(app(st)).await;
+    let r = send(
+        &app,
+        TestRequest::get().uri("/v2/cluster/nodes").to_request(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json["total"], 2);
+    assert_eq!(r.json["items"][0]["node"], "web-1");
+    assert_eq!(r.json["items"][0]["state"], "stale");
+    assert_eq!(r.json["items"][1]["node"], "worker-1");
+    assert_eq!(r.json["items"][1]["state"], "up");
+    assert_eq!(r.json["items"][1]["running_jobs"], 2);
+    assert_eq!(r.json["items"][1]["roles"], json!(["worker"]));
+    let post = send(
+        &app,
+        TestRequest::post().uri("/v2/cluster/nodes").to_request(),
+    )
+    .await;
+    assert_eq!(post.status, StatusCode::METHOD_NOT_ALLOWED);
 }
 
 /// A store whose backend is down: every call fails as an outage does.
