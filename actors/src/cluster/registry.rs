@@ -36,7 +36,14 @@ pub struct NodeInfo {
 /// The nodes heard from, by id.
 pub struct NodeRegistry {
     every: Duration,
-    nodes: Mutex<BTreeMap<String, (Vec<String>, u32, Timestamp)>>,
+    nodes: Mutex<BTreeMap<String, Heard>>,
+}
+
+/// A node's last heartbeat.
+struct Heard {
+    roles: Vec<String>,
+    running_jobs: u32,
+    at: Timestamp,
 }
 
 impl NodeRegistry {
@@ -51,23 +58,30 @@ impl NodeRegistry {
     /// Record a heartbeat received at `at`.
     pub fn record(&self, node: &str, roles: Vec<String>, running_jobs: u32, at: Timestamp) {
         let mut nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
-        nodes.insert(node.to_string(), (roles, running_jobs, at));
+        nodes.insert(
+            node.to_string(),
+            Heard {
+                roles,
+                running_jobs,
+                at,
+            },
+        );
     }
 
     /// The nodes known at `now`, by id; forgets those silent for thirty periods.
     pub fn nodes(&self, now: Timestamp) -> Vec<NodeInfo> {
         let period = self.every.as_secs_f64();
         let mut nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
-        nodes.retain(|_, (_, _, at)| secs_between(*at, now) < period * 30.0);
+        nodes.retain(|_, h| secs_between(h.at, now) < period * 30.0);
         nodes
             .iter()
-            .map(|(node, (roles, running, at))| {
-                let age = secs_between(*at, now);
+            .map(|(node, h)| {
+                let age = secs_between(h.at, now);
                 NodeInfo {
                     node: node.clone(),
-                    roles: roles.clone(),
-                    running_jobs: *running,
-                    last_seen: *at,
+                    roles: h.roles.clone(),
+                    running_jobs: h.running_jobs,
+                    last_seen: h.at,
                     age_secs: age,
                     state: if age > period * 3.0 { "stale" } else { "up" },
                 }
