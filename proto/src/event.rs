@@ -38,6 +38,8 @@ pub enum ClusterEvent {
     CancelJob { job: JobId },
     /// Stop taking jobs on a node (or on every node when `node` is none).
     DrainNode { node: Option<String> },
+    /// Reload the configuration on a node (or on every node when `node` is none).
+    ReloadConfig { node: Option<String> },
 }
 
 impl ClusterEvent {
@@ -50,6 +52,7 @@ impl ClusterEvent {
             ClusterEvent::Heartbeat { .. } => "heartbeat",
             ClusterEvent::CancelJob { .. } => "cancel_job",
             ClusterEvent::DrainNode { .. } => "drain_node",
+            ClusterEvent::ReloadConfig { .. } => "reload_config",
         }
     }
 }

@@ -1,7 +1,8 @@
 //! Palisade's domain and wire types.
 //!
 //! Owns: the nouns every other layer speaks (clouds, jobs, resources, findings,
-//! cluster events) and the versioned bincode envelope that carries events between nodes.
+//! cluster events) and the signed, versioned bincode envelope that carries events between
+//! nodes.
 //!
 //! Must never: do I/O, depend on actix or tokio, or know how anything is stored. A type
 //! that crosses the wire lives here and nowhere else.
@@ -15,7 +16,7 @@ pub mod job;
 pub mod resource;
 
 pub use cloud::{CloudAccount, CloudId, CloudView, Credentials, Provider};
-pub use envelope::{Envelope, WireError, WIRE_VERSION};
+pub use envelope::{Envelope, WireError, MAC_BYTES, MAX_ENVELOPE_BYTES, WIRE_VERSION};
 pub use event::ClusterEvent;
 pub use finding::{Finding, FindingState, InsightId, Severity};
 pub use job::{HarvestScope, Job, JobId, JobKind, JobPriority, JobState, JobStatus};
