@@ -97,6 +97,7 @@ pub struct RedisSettings {
 pub struct QueueSettings {
     pub lease_secs: u64,
     pub max_attempts: u32,
+    pub retry_backoff_secs: u64,
 }
 
 #[derive(Clone, Deserialize)]

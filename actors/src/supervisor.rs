@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::bus::redis::{RedisBus, RedisBusOptions};
 use crate::bus::{memory::MemoryBus, SharedBus};
 use crate::cluster::registry::{self, NodeRegistry};
 use crate::compliance::actor::ComplianceActor;
@@ -23,8 +24,10 @@ use crate::harvest::actor::HarvesterActor;
 use crate::harvest::aws::AwsHarvester;
 use crate::harvest::HarvestContext;
 use crate::http::actor::{HttpActor, StopServer};
+use crate::queue::redis::{RedisQueue, RedisQueueOptions};
 use crate::queue::{memory::MemoryQueue, SharedQueue};
 use crate::scheduler::cadence::SchedulerActor;
+use crate::scheduler::leader::LeaderLease;
 use crate::scheduler::worker::{WorkerActor, WorkerDeps};
 use crate::scheduler::RoleAddrs;
 use crate::settings::{Role, Settings};
@@ -48,6 +51,12 @@ pub enum NodeError {
     Proxy(String),
     #[error("cannot listen on {addr}: {reason}")]
     Bind { addr: String, reason: String },
+    #[error("queue: {0}")]
+    Queue(#[from] crate::queue::QueueError),
+    #[error("bus: {0}")]
+    Bus(#[from] crate::bus::BusError),
+    #[error("cluster: {0}")]
+    Cluster(String),
 }
 
 /// Everything a node's actors share.
@@ -62,13 +71,62 @@ pub struct NodeDeps {
     pub harvest: Arc<HarvestContext>,
     /// The cluster's nodes, from heartbeats on the bus.
     pub registry: Arc<NodeRegistry>,
+    /// The scheduler leader lease, on a clustered node with the scheduler role.
+    pub leader: Option<Arc<LeaderLease>>,
 }
 
 impl NodeDeps {
-    /// Open the store and build the embedded queue and bus, the insight catalog and the
-    /// harvesters.
-    pub async fn embedded(settings: &Settings, node: String) -> Result<NodeDeps, NodeError> {
-        let store = crate::store::open(&settings.store.url).await?;
+    /// Build what the configuration names: the store at `store.url`; with `redis.url`, the
+    /// cluster's Redis queue and signed bus, else the in-process ones; the insight catalog
+    /// and the harvesters. A store or Redis that cannot be reached is reported in one line
+    /// per attempt and retried with backoff, for ever: the caller races this against the
+    /// shutdown signal. Errors that waiting cannot cure (a bad url, a schema this build
+    /// does not know) are returned.
+    pub async fn connect(settings: &Settings, node: String) -> Result<NodeDeps, NodeError> {
+        let store_url = settings.store.url.clone();
+        let store = retry_while_unreachable(
+            "store",
+            &redacted(&store_url),
+            || crate::store::open(&store_url),
+            |e| matches!(e, crate::store::StoreError::Unavailable(_)),
+        )
+        .await?;
+        let (queue, bus): (SharedQueue, SharedBus) = if settings.clustered() {
+            let url = settings.redis.url.clone();
+            let prefix = settings.redis.prefix.clone();
+            let options = RedisQueueOptions {
+                prefix: prefix.clone(),
+                lease: Duration::from_secs(settings.queue.lease_secs),
+                max_attempts: settings.queue.max_attempts,
+                retry_backoff: Duration::from_secs(settings.queue.retry_backoff_secs),
+                ..RedisQueueOptions::default()
+            };
+            let queue = retry_while_unreachable(
+                "redis queue",
+                &redacted(&url),
+                || RedisQueue::connect(&url, options.clone()),
+                |e| matches!(e, crate::queue::QueueError::Unavailable(_)),
+            )
+            .await?;
+            let bus_options = RedisBusOptions::new(
+                format!("{prefix}events"),
+                node.clone(),
+                settings.cluster.secret.as_bytes().to_vec(),
+            );
+            let bus = retry_while_unreachable(
+                "redis bus",
+                &redacted(&url),
+                || RedisBus::connect(&url, bus_options.clone()),
+                |e| matches!(e, crate::bus::BusError::Unavailable(_)),
+            )
+            .await?;
+            (Arc::new(queue), Arc::new(bus))
+        } else {
+            (
+                Arc::new(MemoryQueue::new(settings.scheduler.job_history)),
+                Arc::new(MemoryBus::default()),
+            )
+        };
         let catalog = Catalog::builtin(&settings.compliance)
             .map_err(|e| NodeError::Insights(e.to_string()))?;
         let proxy =
@@ -81,18 +139,71 @@ impl NodeDeps {
             batch_size: settings.store.batch_size,
             concurrency: settings.aws.concurrency,
         });
+        let leader = if settings.clustered() && settings.has_role(Role::Scheduler) {
+            Some(Arc::new(
+                LeaderLease::new(
+                    &settings.redis.url,
+                    &settings.redis.prefix,
+                    &node,
+                    Duration::from_secs(settings.cluster.leader_lease_secs),
+                )
+                .map_err(|e| NodeError::Cluster(e.to_string()))?,
+            ))
+        } else {
+            None
+        };
         Ok(NodeDeps {
             settings: settings.clone(),
             node,
             store,
-            queue: Arc::new(MemoryQueue::new(settings.scheduler.job_history)),
-            bus: Arc::new(MemoryBus::default()),
+            queue,
+            bus,
             catalog: Arc::new(catalog),
             harvest,
             registry: Arc::new(NodeRegistry::new(Duration::from_secs(
                 settings.cluster.heartbeat_secs,
             ))),
+            leader,
         })
+    }
+}
+
+/// A url without its password, for logs.
+fn redacted(url: &str) -> String {
+    crate::store::mysql::redact_url(url)
+}
+
+/// Run `attempt` until it succeeds or fails with an error `retryable` does not accept;
+/// each retryable failure is one warning line, then a backoff of 0.5 s doubling to 10 s.
+async fn retry_while_unreachable<T, E, F, Fut>(
+    what: &str,
+    target: &str,
+    mut attempt: F,
+    retryable: impl Fn(&E) -> bool,
+) -> Result<T, NodeError>
+where
+    E: std::fmt::Display + Into<NodeError>,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        match attempt().await {
+            Ok(v) => return Ok(v),
+            Err(e) if retryable(&e) => {
+                tracing::warn!(
+                    what,
+                    target,
+                    error = %e,
+                    retry_in_ms = backoff.as_millis() as u64,
+                    "cannot reach {what}; retrying"
+                );
+                crate::metrics::inc("palisade_backend_unreachable_total", &[("backend", what)]);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
 }
 
@@ -249,6 +360,7 @@ impl Supervisor {
                     d.bus.clone(),
                     d.settings.scheduler.harvest_interval_secs,
                     d.settings.scheduler.compliance_interval_secs,
+                    d.leader.clone(),
                 )
                 .start(),
             ),

@@ -4,6 +4,7 @@
 mod cli;
 mod conf;
 mod logging;
+mod notify;
 mod run;
 mod scan;
 

@@ -81,7 +81,15 @@ pub fn run(loaded: Loaded) -> ExitCode {
     );
     let system = actix_rt::System::new();
     let result: Result<(), NodeError> = system.block_on(async move {
-        let deps = NodeDeps::embedded(&settings, node.clone()).await?;
+        // a store or Redis that is down is retried until it answers, or until we are told
+        // to stop
+        let deps = tokio::select! {
+            deps = NodeDeps::connect(&settings, node.clone()) => deps?,
+            signal = wait_for_signal() => {
+                tracing::info!(signal, "shutdown requested before the node started");
+                return Ok(());
+            }
+        };
         let server = if settings.has_role(Role::Interface) {
             let state = ApiState {
                 store: deps.store.clone(),
@@ -101,8 +109,17 @@ pub fn run(loaded: Loaded) -> ExitCode {
             None
         };
         let supervisor = Supervisor::new(deps, server).start();
+        // systemd (Type=notify): ready now; watchdog pings while the supervisor lives
+        crate::notify::ready();
+        if let Some(every) = crate::notify::watchdog_interval() {
+            let alive = supervisor.clone();
+            actix_rt::spawn(crate::notify::watchdog_loop(every, move || {
+                alive.connected()
+            }));
+        }
         let signal = wait_for_signal().await;
         tracing::info!(signal, "shutdown requested");
+        crate::notify::stopping();
         let grace = Duration::from_secs(settings.scheduler.shutdown_grace_secs);
         if let Err(e) = supervisor.send(Shutdown { grace }).await {
             tracing::warn!(error = %e, "supervisor gone before shutdown");

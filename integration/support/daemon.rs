@@ -18,6 +18,39 @@ pub struct Daemon {
 impl Daemon {
     /// Start `palisade run` with `env` on top of a test configuration, and wait for /healthz.
     pub fn start(env: &[(String, String)]) -> Daemon {
+        let d = Daemon::spawn(env);
+        d.wait_healthy();
+        d
+    }
+
+    /// Start a node without the interface role, and wait until its supervisor logs that it
+    /// started.
+    pub fn start_headless(env: &[(String, String)]) -> Daemon {
+        let mut d = Daemon::spawn(env);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !d.logs().contains("supervisor started") {
+            if let Some(status) = d.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("palisade exited early ({status}): {}", d.logs());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node never started: {}",
+                d.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        d
+    }
+
+    /// SIGKILL: the node dies on the spot, as in a power loss.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn spawn(env: &[(String, String)]) -> Daemon {
         let port = free_port();
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("palisade.log");
@@ -38,26 +71,26 @@ impl Daemon {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("spawn palisade");
-        let mut d = Daemon {
+        Daemon {
             child: Some(child),
             port,
             _dir: dir,
             log,
-        };
+        }
+    }
+
+    fn wait_healthy(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(r) = ureq::get(&d.url("/healthz")).call() {
+            if let Ok(r) = ureq::get(&self.url("/healthz")).call() {
                 if r.status() == 200 {
-                    return d;
+                    return;
                 }
-            }
-            if let Some(status) = d.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("palisade exited early ({status}): {}", d.logs());
             }
             assert!(
                 Instant::now() < deadline,
                 "palisade not healthy: {}",
-                d.logs()
+                self.logs()
             );
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -1,6 +1,7 @@
 //! Shared test support: the moto server, the estate seeder, the daemon under test, and a
 //! small forward proxy and throttling shim that sit between Palisade and moto.
 
+pub mod cluster;
 pub mod daemon;
 pub mod moto;
 pub mod proxy;

@@ -1,6 +1,8 @@
-//! `/v2/jobs`: one job's status, and the queue status view per priority.
+//! `/v2/jobs`: one job's status, the queue status view per priority, and the dead letters
+//! (jobs that failed too often), which can be queued again.
 //!
-//! Must never: change a job; the queue and the workers own job state.
+//! Must never: change a job other than by asking the queue to re-queue a dead letter; the
+//! queue and the workers own job state.
 
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
@@ -62,4 +64,40 @@ pub(super) async fn get(
 pub(super) async fn queues(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     let stats = state.queue.stats().await?;
     Ok(HttpResponse::Ok().json(stats))
+}
+
+/// `GET /v2/jobs/dead?limit=`: dead-lettered jobs, newest first, each with its last error.
+pub(super) async fn dead(
+    state: web::Data<ApiState>,
+    query: web::Query<DeadQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_param("limit", "must be between 1 and 1000"));
+    }
+    let jobs = state.queue.dead_letters(limit).await?;
+    let items: Vec<JobView<'_>> = jobs.iter().map(JobView::from).collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({"total": items.len(), "items": items})))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DeadQuery {
+    limit: Option<usize>,
+}
+
+/// `POST /v2/jobs/{id}/requeue`: put a dead letter back in its queue (202), or 404 when
+/// `id` is not a dead letter (or a job with its dedupe key is active again).
+pub(super) async fn requeue(
+    state: web::Data<ApiState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = JobId(id.into_inner());
+    if state.queue.requeue_dead(&id).await? {
+        tracing::info!(job = %id, "dead letter queued again");
+        Ok(HttpResponse::Accepted().json(serde_json::json!({"job_id": id})))
+    } else {
+        let shown: String = id.as_str().chars().take(64).collect();
+        Err(ApiError::NotFound(format!("dead letter {shown}")))
+    }
 }

@@ -860,6 +860,39 @@ async fn probes_and_metrics() {
 }
 
 #[actix_web::test]
+async fn dead_letters_are_listed_and_unknown_ones_are_not_requeued() {
+    let app = test::init_service(app(state().await)).await;
+    // the embedded queue's failures are final and never dead-lettered
+    let r = send(&app, TestRequest::get().uri("/v2/jobs/dead").to_request()).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json["total"], 0);
+    let r = send(
+        &app,
+        TestRequest::get().uri("/v2/jobs/dead?limit=0").to_request(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
+    let r = send(
+        &app,
+        TestRequest::get().uri("/v2/jobs/dead?nope=1").to_request(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
+    let r = send(
+        &app,
+        TestRequest::post()
+            .uri("/v2/jobs/nope/requeue")
+            .to_request(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.json);
+    assert_eq!(r.json["code"], "not_found");
+    let q = send(&app, TestRequest::get().uri("/v2/jobs/queues").to_request()).await;
+    assert_eq!(q.json["dead_letter"], 0, "{}", q.json);
+    assert!(q.json["in_flight_per_node"].is_object(), "{}", q.json);
+}
+
+#[actix_web::test]
 async fn cluster_nodes_lists_the_nodes_heard_from() {
     let st = state().await;
     st.registry

@@ -1,8 +1,9 @@
 //! The in-process queue: three FIFO lists behind one mutex, for a single node.
 //!
 //! Jobs live only in memory: a single node that restarts re-creates its recurring jobs
-//! from the cadence, and on-demand jobs are re-requested by their users. The Redis queue of
-//! the cluster issue is the durable one.
+//! from the cadence, and on-demand jobs are re-requested by their users. The Redis queue
+//! (`redis.rs`) is the durable one. A failed job is final here: it is not retried, and the
+//! dead-letter list stays empty (the Redis queue retries and dead-letters).
 
 use async_trait::async_trait;
 use std::collections::{HashMap, VecDeque};
@@ -12,7 +13,7 @@ use tokio::sync::Notify;
 
 use palisade_proto::{Job, JobId, JobPriority, JobState, JobStatus, Timestamp};
 
-use super::{JobOutcome, JobQueue, QueueError, QueueStats};
+use super::{Fence, JobOutcome, JobQueue, QueueError, QueueStats, Recurring};
 
 /// How many recent jobs per priority the wait and run means are taken over.
 const RECENT: usize = 100;
@@ -50,6 +51,8 @@ struct Inner {
     statuses: HashMap<JobId, JobStatus>,
     /// Dedupe keys of recurring jobs queued or running.
     active_keys: HashMap<String, JobId>,
+    /// When each recurring job (by dedupe key) was last queued.
+    recurring: HashMap<String, std::time::Instant>,
     /// Finished jobs, oldest first, kept up to the history limit.
     finished: VecDeque<JobId>,
     recent: [Recent; 3],
@@ -123,6 +126,44 @@ impl JobQueue for MemoryQueue {
         }
         self.wake.notify_one();
         Ok(true)
+    }
+
+    async fn enqueue_recurring(
+        &self,
+        job: Job,
+        every: Duration,
+        _fence: Option<&Fence>,
+    ) -> Result<Recurring, QueueError> {
+        let Some(key) = job.dedupe_key() else {
+            return Ok(if self.enqueue(job).await? {
+                Recurring::Queued
+            } else {
+                Recurring::Busy
+            });
+        };
+        {
+            let mut inner = self.lock();
+            if inner.closed {
+                return Err(QueueError::Closed);
+            }
+            if inner.active_keys.contains_key(&key) {
+                return Ok(Recurring::Busy);
+            }
+            let now = std::time::Instant::now();
+            if inner
+                .recurring
+                .get(&key)
+                .is_some_and(|last| now.duration_since(*last) < every)
+            {
+                return Ok(Recurring::NotDue);
+            }
+            inner.recurring.insert(key, now);
+        }
+        Ok(if self.enqueue(job).await? {
+            Recurring::Queued
+        } else {
+            Recurring::Busy
+        })
     }
 
     async fn take(&self, node: &str, wait: Duration) -> Result<Option<Job>, QueueError> {
@@ -211,9 +252,19 @@ impl JobQueue for MemoryQueue {
         for st in inner.statuses.values() {
             if st.state == JobState::Running {
                 stats.get_mut(st.job.priority).running += 1;
+                let node = st.node.clone().unwrap_or_default();
+                *stats.in_flight_per_node.entry(node).or_insert(0) += 1;
             }
         }
         Ok(stats)
+    }
+
+    async fn dead_letters(&self, _limit: usize) -> Result<Vec<JobStatus>, QueueError> {
+        Ok(Vec::new())
+    }
+
+    async fn requeue_dead(&self, _id: &JobId) -> Result<bool, QueueError> {
+        Ok(false)
     }
 
     async fn close(&self) {

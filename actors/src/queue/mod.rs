@@ -1,11 +1,17 @@
 //! The queue port: p0/p1/p2 job queues, job status and queue statistics.
 //!
-//! Owns: the [`JobQueue`] trait and its in-process implementation ([`memory`]). The
-//! cluster's Redis implementation implements the same trait.
+//! Owns: the [`JobQueue`] trait, its in-process implementation ([`memory`]) for a single
+//! node and its Redis implementation ([`redis`]) for a cluster; `contract` holds the checks
+//! both must pass.
 //!
 //! Must never: run jobs (workers do), or let a queued p1/p2 job start before a queued p0.
 
+#[cfg(test)]
+pub mod contract;
 pub mod memory;
+pub mod redis;
+#[cfg(test)]
+mod redis_tests;
 
 use async_trait::async_trait;
 use serde::Serialize;
@@ -53,6 +59,7 @@ pub struct PriorityStats {
     pub running: u64,
     /// Jobs finished since start.
     pub done: u64,
+    /// Jobs failed for good since start (a failure that is retried is not counted).
     pub failed: u64,
 }
 
@@ -62,6 +69,10 @@ pub struct QueueStats {
     pub p0: PriorityStats,
     pub p1: PriorityStats,
     pub p2: PriorityStats,
+    /// Jobs running now, per node that took them.
+    pub in_flight_per_node: BTreeMap<String, u64>,
+    /// Jobs in the dead-letter list: they failed (or their lease lapsed) too often.
+    pub dead_letter: u64,
 }
 
 impl QueueStats {
@@ -74,12 +85,45 @@ impl QueueStats {
     }
 }
 
+/// Proof of the scheduler leadership a write is made under: the leader lease's key and the
+/// value it must still hold (`<node>|<fencing token>`). A queue that shares the lease's
+/// store (Redis) checks it atomically with the write, so a deposed leader's writes are
+/// refused; the in-process queue has no rival leaders and ignores it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fence {
+    pub key: String,
+    pub value: String,
+    pub token: u64,
+}
+
+/// What [`JobQueue::enqueue_recurring`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recurring {
+    Queued,
+    /// A job with the same dedupe key is queued or running.
+    Busy,
+    /// Some node queued it less than its interval ago.
+    NotDue,
+    /// The fence no longer holds: this node is not the leader any more.
+    Deposed,
+}
+
 /// A priority job queue with job status.
 #[async_trait]
 pub trait JobQueue: Send + Sync + 'static {
     /// Queue a job. Returns false, queueing nothing, when it is recurring and a job with the
     /// same dedupe key is already queued or running.
     async fn enqueue(&self, job: Job) -> Result<bool, QueueError>;
+    /// Queue a recurring job (one with a dedupe key) when it is due: no job with its key
+    /// queued or running, and none queued by any node in the last `every`. With `fence`,
+    /// only while the fence holds. The time of the last enqueue is kept by the queue, so a
+    /// new leader neither repeats nor skips what the old one queued.
+    async fn enqueue_recurring(
+        &self,
+        job: Job,
+        every: Duration,
+        fence: Option<&Fence>,
+    ) -> Result<Recurring, QueueError>;
     /// Take the next job for `node`: p0 before p1 before p2, oldest first within a
     /// priority. Waits up to `wait` for one to arrive.
     async fn take(&self, node: &str, wait: Duration) -> Result<Option<Job>, QueueError>;
@@ -88,6 +132,12 @@ pub trait JobQueue: Send + Sync + 'static {
     /// A job's status, while queued, running, or recently finished.
     async fn status(&self, id: &JobId) -> Result<Option<JobStatus>, QueueError>;
     async fn stats(&self) -> Result<QueueStats, QueueError>;
+    /// Up to `limit` dead-lettered jobs, newest first, each with its last error.
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<JobStatus>, QueueError>;
+    /// Put a dead-lettered job back at the end of its priority's queue, its attempts reset.
+    /// Returns false when `id` is not a dead letter, or when a recurring job with the same
+    /// dedupe key is queued or running.
+    async fn requeue_dead(&self, id: &JobId) -> Result<bool, QueueError>;
     /// Stop handing out jobs: `take` returns none from now on.
     async fn close(&self);
 }

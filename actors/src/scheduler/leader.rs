@@ -23,13 +23,7 @@ pub enum LeaderError {
     Unavailable(String),
 }
 
-/// Proof of leadership to attach to a write: the lease key and the value it must hold.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Fence {
-    pub key: String,
-    pub value: String,
-    pub token: u64,
-}
+pub use crate::queue::Fence;
 
 /// Take the lease when it is free, renew it when this node holds it with `ARGV[3]`.
 /// Returns the token held, or -1 when another node leads.

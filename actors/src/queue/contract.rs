@@ -1,0 +1,306 @@
+//! The checks every [`JobQueue`] must pass, run against the memory and the Redis queue.
+//!
+//! Owns: one `pub async fn` per promise of the trait (priority order, FIFO within a
+//! priority, dedupe of recurring jobs, status through the life cycle, done and failed
+//! outcomes, stats, close), and the tests that run each against both implementations.
+//! Each check gets a fresh, empty queue whose failed jobs are final (the Redis queue is
+//! built with `max_attempts` 1; its retries have their own tests in `redis_tests.rs`).
+//!
+//! Must never: depend on one implementation's internals, or time anything.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use palisade_proto::{CloudId, HarvestScope, Job, JobId, JobKind, JobPriority, JobState};
+
+use super::{JobOutcome, JobQueue, QueueError, Recurring};
+
+/// A harvest job of cloud `cloud` (jobs of one cloud share a dedupe key when recurring).
+pub fn job(id: &str, priority: JobPriority, recurring: bool, cloud: &str) -> Job {
+    Job {
+        id: JobId(id.into()),
+        priority,
+        kind: JobKind::Harvest(HarvestScope {
+            cloud: CloudId(cloud.into()),
+            regions: vec!["us-east-1".into()],
+            types: vec![],
+        }),
+        enqueued_at: chrono::Utc::now(),
+        recurring,
+    }
+}
+
+pub fn done() -> JobOutcome {
+    JobOutcome::Done {
+        counts: BTreeMap::from([("resources".to_string(), 7)]),
+    }
+}
+
+pub fn failed(error: &str) -> JobOutcome {
+    JobOutcome::Failed {
+        error: error.to_string(),
+        counts: BTreeMap::new(),
+    }
+}
+
+async fn enqueue(q: &dyn JobQueue, job: Job) -> bool {
+    q.enqueue(job).await.expect("enqueue")
+}
+
+async fn take_now(q: &dyn JobQueue, node: &str) -> Option<Job> {
+    q.take(node, Duration::ZERO).await.expect("take")
+}
+
+pub async fn p0_before_p1_before_p2(q: &dyn JobQueue) {
+    for (id, p) in [
+        ("a", JobPriority::P2),
+        ("b", JobPriority::P1),
+        ("c", JobPriority::P0),
+        ("d", JobPriority::P2),
+        ("e", JobPriority::P0),
+    ] {
+        assert!(enqueue(q, job(id, p, false, "c1")).await);
+    }
+    let mut order = vec![];
+    while let Some(j) = take_now(q, "n").await {
+        order.push(j.id.0);
+    }
+    assert_eq!(order, ["c", "e", "b", "a", "d"]);
+}
+
+pub async fn oldest_first_within_a_priority(q: &dyn JobQueue) {
+    let ids: Vec<String> = (0..20).map(|i| format!("job-{i:02}")).collect();
+    for id in &ids {
+        assert!(enqueue(q, job(id, JobPriority::P1, false, "c1")).await);
+    }
+    let mut order = vec![];
+    while let Some(j) = take_now(q, "n").await {
+        order.push(j.id.0);
+    }
+    assert_eq!(order, ids);
+}
+
+pub async fn recurring_jobs_are_deduplicated(q: &dyn JobQueue) {
+    assert!(enqueue(q, job("r1", JobPriority::P2, true, "c1")).await);
+    assert!(!enqueue(q, job("r2", JobPriority::P2, true, "c1")).await);
+    // another cloud is another key
+    assert!(enqueue(q, job("s1", JobPriority::P2, true, "c2")).await);
+    let taken = take_now(q, "n").await.expect("a job");
+    assert_eq!(taken.id.as_str(), "r1");
+    // still running: still refused
+    assert!(!enqueue(q, job("r3", JobPriority::P2, true, "c1")).await);
+    q.finish(&taken.id, done()).await.expect("finish");
+    assert!(enqueue(q, job("r4", JobPriority::P2, true, "c1")).await);
+    // a failed job frees its key too
+    let s1 = take_now(q, "n").await.expect("a job");
+    assert_eq!(s1.id.as_str(), "s1");
+    q.finish(&s1.id, failed("boom")).await.expect("finish");
+    assert!(enqueue(q, job("s2", JobPriority::P2, true, "c2")).await);
+    // one-off jobs are never de-duplicated
+    assert!(enqueue(q, job("o1", JobPriority::P0, false, "c1")).await);
+    assert!(enqueue(q, job("o2", JobPriority::P0, false, "c1")).await);
+}
+
+pub async fn status_follows_the_life_cycle(q: &dyn JobQueue) {
+    let j = job("life", JobPriority::P1, false, "c1");
+    assert!(q.status(&j.id).await.expect("status").is_none());
+    assert!(enqueue(q, j.clone()).await);
+    let st = q.status(&j.id).await.expect("status").expect("known");
+    assert_eq!(st.job, j);
+    assert_eq!(st.state, JobState::Queued);
+    assert_eq!((st.node, st.started_at, st.finished_at), (None, None, None));
+
+    let taken = take_now(q, "node-a").await.expect("a job");
+    assert_eq!(taken, j);
+    let st = q.status(&j.id).await.expect("status").expect("known");
+    assert_eq!(st.state, JobState::Running);
+    assert_eq!(st.node.as_deref(), Some("node-a"));
+    assert!(st.started_at.is_some() && st.finished_at.is_none());
+
+    q.finish(&j.id, done()).await.expect("finish");
+    let st = q.status(&j.id).await.expect("status").expect("known");
+    assert_eq!(st.state, JobState::Done);
+    assert_eq!(st.node.as_deref(), Some("node-a"));
+    assert_eq!(st.error, None);
+    assert_eq!(st.counts.get("resources"), Some(&7));
+    let (started, finished) = (st.started_at.expect("start"), st.finished_at.expect("end"));
+    assert!(finished >= started);
+}
+
+pub async fn finish_records_done_and_failed(q: &dyn JobQueue) {
+    assert!(enqueue(q, job("ok", JobPriority::P0, false, "c1")).await);
+    assert!(enqueue(q, job("bad", JobPriority::P0, false, "c1")).await);
+    let ok = take_now(q, "n").await.expect("a job");
+    let bad = take_now(q, "n").await.expect("a job");
+    q.finish(&ok.id, done()).await.expect("finish");
+    q.finish(&bad.id, failed("access denied"))
+        .await
+        .expect("finish");
+    let st = q.status(&bad.id).await.expect("status").expect("known");
+    assert_eq!(
+        (st.state, st.error.as_deref()),
+        (JobState::Failed, Some("access denied"))
+    );
+    let st = q.status(&ok.id).await.expect("status").expect("known");
+    assert_eq!(st.state, JobState::Done);
+    // a finished job is not handed out again
+    assert!(take_now(q, "n").await.is_none());
+    let unknown = q.finish(&JobId("nope".into()), done()).await;
+    assert!(
+        matches!(unknown, Err(QueueError::UnknownJob(_))),
+        "{unknown:?}"
+    );
+}
+
+pub async fn stats_report_depth_running_and_outcomes(q: &dyn JobQueue) {
+    let empty = q.stats().await.expect("stats");
+    assert_eq!((empty.p0.depth, empty.p1.depth, empty.p2.depth), (0, 0, 0));
+    assert!(empty.in_flight_per_node.is_empty());
+
+    let mut old = job("old", JobPriority::P2, false, "c1");
+    old.enqueued_at = chrono::Utc::now() - chrono::Duration::seconds(30);
+    assert!(enqueue(q, old).await);
+    assert!(enqueue(q, job("new", JobPriority::P2, false, "c1")).await);
+    assert!(enqueue(q, job("x", JobPriority::P0, false, "c1")).await);
+    assert!(enqueue(q, job("y", JobPriority::P0, false, "c1")).await);
+    let x = take_now(q, "node-a").await.expect("a job");
+    let y = take_now(q, "node-b").await.expect("a job");
+    let s = q.stats().await.expect("stats");
+    assert_eq!((s.p0.depth, s.p0.running), (0, 2));
+    assert_eq!((s.p2.depth, s.p2.running), (2, 0));
+    assert!(s.p2.oldest_wait_secs >= 29.0, "{}", s.p2.oldest_wait_secs);
+    assert_eq!(
+        s.in_flight_per_node,
+        BTreeMap::from([("node-a".to_string(), 1), ("node-b".to_string(), 1)])
+    );
+
+    q.finish(&x.id, done()).await.expect("finish");
+    q.finish(&y.id, failed("boom")).await.expect("finish");
+    let s = q.stats().await.expect("stats");
+    assert_eq!((s.p0.running, s.p0.done, s.p0.failed), (0, 1, 1));
+    assert!(s.in_flight_per_node.is_empty());
+    assert!(s.p0.mean_wait_secs >= 0.0 && s.p0.mean_run_secs >= 0.0);
+}
+
+pub async fn take_waits_for_an_enqueue(q: &dyn JobQueue) {
+    let (taken, queued) = tokio::join!(q.take("n", Duration::from_secs(10)), async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        enqueue(q, job("late", JobPriority::P1, false, "c1")).await
+    });
+    assert!(queued);
+    let taken = taken
+        .expect("take")
+        .expect("the job enqueued while waiting");
+    assert_eq!(taken.id.as_str(), "late");
+    // nothing left: a short wait ends empty
+    let none = q.take("n", Duration::from_millis(20)).await.expect("take");
+    assert!(none.is_none());
+}
+
+pub async fn closed_queue_hands_out_nothing(q: &dyn JobQueue) {
+    assert!(enqueue(q, job("a", JobPriority::P0, false, "c1")).await);
+    // a take that is waiting when the queue closes ends empty
+    let (waiting, ()) = tokio::join!(q.take("n", Duration::from_secs(10)), async {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    });
+    assert!(waiting.expect("take").is_some());
+    let (waiting, ()) = tokio::join!(q.take("n", Duration::from_secs(10)), async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        q.close().await;
+    });
+    assert!(waiting.expect("take").is_none());
+    let refused = q.enqueue(job("b", JobPriority::P0, false, "c1")).await;
+    assert!(matches!(refused, Err(QueueError::Closed)), "{refused:?}");
+    assert!(q
+        .take("n", Duration::from_millis(10))
+        .await
+        .expect("take")
+        .is_none());
+}
+
+/// A recurring job is queued when due, refused while one with its key is queued or
+/// running, and not again within its interval of the last enqueue, even once finished.
+pub async fn recurring_jobs_keep_their_cadence(q: &dyn JobQueue) {
+    let every = Duration::from_secs(3600);
+    let r = |id: &str| job(id, JobPriority::P2, true, "cadence");
+    assert_eq!(
+        q.enqueue_recurring(r("a"), every, None)
+            .await
+            .expect("enqueue"),
+        Recurring::Queued
+    );
+    assert_eq!(
+        q.enqueue_recurring(r("b"), every, None)
+            .await
+            .expect("enqueue"),
+        Recurring::Busy
+    );
+    let taken = take_now(q, "n").await.expect("a job");
+    q.finish(&taken.id, done()).await.expect("finish");
+    assert_eq!(
+        q.enqueue_recurring(r("c"), every, None)
+            .await
+            .expect("enqueue"),
+        Recurring::NotDue,
+        "queued an hour's cadence twice"
+    );
+    // a zero interval is always due once the last run finished
+    assert_eq!(
+        q.enqueue_recurring(r("d"), Duration::ZERO, None)
+            .await
+            .expect("enqueue"),
+        Recurring::Queued
+    );
+    // another key has its own cadence
+    assert_eq!(
+        q.enqueue_recurring(job("e", JobPriority::P2, true, "other"), every, None)
+            .await
+            .expect("enqueue"),
+        Recurring::Queued
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    /// One test per check and implementation: `memory_queue::<check>`,
+    /// `redis_queue::<check>` (a fresh key prefix each, removed afterwards).
+    macro_rules! against_both {
+        ($($check:ident),* $(,)?) => {
+            mod memory_queue {
+                $(
+                    #[tokio::test]
+                    async fn $check() {
+                        let q = crate::queue::memory::MemoryQueue::new(100);
+                        super::super::$check(&q).await;
+                    }
+                )*
+            }
+            mod redis_queue {
+                $(
+                    #[tokio::test]
+                    async fn $check() {
+                        let scratch = crate::queue::redis_tests::Scratch::new(stringify!($check));
+                        let opts = crate::queue::redis::RedisQueueOptions {
+                            max_attempts: 1,
+                            ..scratch.options()
+                        };
+                        let q = scratch.queue(opts).await;
+                        super::super::$check(&q).await;
+                    }
+                )*
+            }
+        };
+    }
+
+    against_both!(
+        p0_before_p1_before_p2,
+        oldest_first_within_a_priority,
+        recurring_jobs_are_deduplicated,
+        status_follows_the_life_cycle,
+        finish_records_done_and_failed,
+        stats_report_depth_running_and_outcomes,
+        take_waits_for_an_enqueue,
+        closed_queue_hands_out_nothing,
+        recurring_jobs_keep_their_cadence,
+    );
+}

@@ -1,0 +1,349 @@
+//! Cluster tests: several real `palisade` nodes on loopback sharing a real MariaDB database
+//! and a real Redis, harvesting a moto estate; nodes are SIGKILLed, Redis is restarted, the
+//! bus is fed forged messages.
+
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+use crate::support::aws_env;
+use crate::support::cluster::{
+    fresh_prefix, migrate, node_env, redis_cli, shared_redis_url, PrivateRedis, ScratchDb,
+};
+use crate::support::daemon::Daemon;
+use crate::support::moto::{Expected, Moto};
+use crate::REGIONS;
+
+/// The environment of a node named `node` with `roles`, plus `extra`.
+fn env(
+    moto: &Moto,
+    db: &ScratchDb,
+    redis: &str,
+    prefix: &str,
+    node: &str,
+    roles: &str,
+    extra: &[(&str, &str)],
+) -> Vec<(String, String)> {
+    let mut e = aws_env(&moto.endpoint());
+    e.extend(node_env(node, roles, &db.url(), redis, prefix));
+    e.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    e
+}
+
+/// Add the moto account as a cloud through `api`; returns its id.
+fn add_cloud(api: &Daemon) -> String {
+    let body = json!({"provider": "aws", "name": "moto", "regions": REGIONS,
+                      "credentials": {"kind": "keys", "access_key_id": "testing",
+                                      "secret_access_key": "testing-secret-value"}});
+    let (status, cloud) = api.request("POST", "/v2/clouds", Some(&body.to_string()));
+    assert_eq!(status, 201, "{cloud}");
+    cloud["id"].as_str().expect("cloud id").to_string()
+}
+
+/// Poll `GET /v2/jobs/{id}` until `ok` holds for it.
+fn wait_for(
+    api: &Daemon,
+    id: &str,
+    limit: Duration,
+    what: &str,
+    ok: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + limit;
+    loop {
+        let job = api.get(&format!("/v2/jobs/{id}"));
+        if ok(&job) {
+            return job;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job {id} never {what}: {job}\n{}",
+            api.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Resources per type, as the API reports them, equal the seeded estate's.
+fn assert_inventory(api: &Daemon, expected: &Expected) {
+    for (rtype, n) in &expected.types {
+        let page = api.get(&format!("/v2/resources?type={rtype}&limit=1"));
+        assert_eq!(page["total"].as_u64(), Some(*n), "{rtype}: {page}");
+    }
+}
+
+/// Remove a test's keys from a shared Redis.
+fn forget_prefix(redis: &str, prefix: &str) {
+    redis_cli(
+        redis,
+        &[
+            "EVAL",
+            "for _, k in ipairs(redis.call('KEYS', ARGV[1])) do redis.call('DEL', k) end return 0",
+            "0",
+            &format!("{prefix}*"),
+        ],
+    );
+}
+
+#[test]
+fn a_worker_killed_mid_harvest_loses_no_job_and_duplicates_nothing() {
+    let moto = Moto::start();
+    let expected = moto.seed(&REGIONS, &[]);
+    let db = ScratchDb::new();
+    migrate(&db.url());
+    let (redis, prefix) = (shared_redis_url(), fresh_prefix());
+    // a slow harvest (a small token bucket), so that the kill lands in the middle of it
+    let slow = [
+        ("PALISADE__AWS__REQUESTS_PER_SECOND", "15"),
+        ("PALISADE__AWS__BURST", "1"),
+    ];
+    let api = Daemon::start(&env(
+        &moto,
+        &db,
+        &redis,
+        &prefix,
+        "it-api",
+        "scheduler,interface",
+        &[],
+    ));
+    let mut w1 =
+        Daemon::start_headless(&env(&moto, &db, &redis, &prefix, "it-w1", "worker", &slow));
+    let mut w2 =
+        Daemon::start_headless(&env(&moto, &db, &redis, &prefix, "it-w2", "worker", &slow));
+    let cloud = add_cloud(&api);
+
+    let (status, job) = api.request("POST", &format!("/v2/clouds/{cloud}/harvest"), None);
+    assert_eq!(status, 202, "{job}");
+    let id = job["job_id"].as_str().expect("job id").to_string();
+    let running = wait_for(&api, &id, Duration::from_secs(30), "ran", |j| {
+        j["state"] == "running"
+    });
+    let first = running["node"]
+        .as_str()
+        .expect("the job names its node")
+        .to_string();
+    // let it write part of the inventory, then kill its node outright
+    std::thread::sleep(Duration::from_millis(1500));
+    let (victim, survivor) = if first == "it-w1" {
+        (&mut w1, "it-w2")
+    } else {
+        (&mut w2, "it-w1")
+    };
+    victim.kill();
+
+    let done = wait_for(&api, &id, Duration::from_secs(240), "finished", |j| {
+        matches!(j["state"].as_str(), Some("done" | "failed"))
+    });
+    assert_eq!(done["state"], "done", "{done}");
+    assert_eq!(
+        done["node"], survivor,
+        "the job ran again on the other worker: {done}"
+    );
+    api.wait_idle(Duration::from_secs(120));
+
+    assert_inventory(&api, &expected);
+    let total: u64 = expected.types.values().sum();
+    let rows = db.scalar("SELECT COUNT(*) FROM resources WHERE deleted_at IS NULL");
+    let distinct = db.scalar("SELECT COUNT(DISTINCT cloud, rtype, region, id) FROM resources");
+    assert_eq!(
+        u64::try_from(rows).ok(),
+        Some(total),
+        "live rows equal the estate"
+    );
+    assert_eq!(rows, distinct, "no resource stored twice");
+    let queues = api.get("/v2/jobs/queues");
+    assert_eq!(queues["dead_letter"], 0, "{queues}");
+    drop((w1, w2));
+    forget_prefix(&redis, &prefix);
+}
+
+#[test]
+fn the_standby_scheduler_takes_over_when_the_leader_is_killed() {
+    let moto = Moto::start();
+    moto.seed(&REGIONS[..1], &[]);
+    let db = ScratchDb::new();
+    migrate(&db.url());
+    let (redis, prefix) = (shared_redis_url(), fresh_prefix());
+    let cadence = [("PALISADE__SCHEDULER__HARVEST_INTERVAL_SECS", "6")];
+    let api = Daemon::start(&env(
+        &moto,
+        &db,
+        &redis,
+        &prefix,
+        "it-w",
+        "worker,interface",
+        &[],
+    ));
+    add_cloud(&api);
+    let mut s1 = Daemon::start_headless(&env(
+        &moto,
+        &db,
+        &redis,
+        &prefix,
+        "it-s1",
+        "scheduler",
+        &cadence,
+    ));
+    let leader = |want: &str, limit: Duration| {
+        let deadline = Instant::now() + limit;
+        loop {
+            let v = redis_cli(&redis, &["GET", &format!("{prefix}leader")]);
+            if v.starts_with(&format!("{want}|")) {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{want} never led (leader key: {v:?})"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let first = leader("it-s1", Duration::from_secs(10));
+    let s2 = Daemon::start_headless(&env(
+        &moto,
+        &db,
+        &redis,
+        &prefix,
+        "it-s2",
+        "scheduler",
+        &cadence,
+    ));
+    // the recurring harvests run under s1
+    let runs = |d: &Daemon| d.logs().lines().filter(|l| l.contains("job done")).count();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while runs(&api) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no recurring job ran: {}",
+            api.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        !s2.logs().contains("this node leads"),
+        "s2 stands by: {}",
+        s2.logs()
+    );
+
+    s1.kill();
+    let killed_at = Instant::now();
+    let second = leader("it-s2", Duration::from_secs(10));
+    assert!(
+        killed_at.elapsed() <= Duration::from_secs(2 * 2 + 1),
+        "the standby took over within twice the lease"
+    );
+    let token = |v: &str| {
+        v.rsplit('|')
+            .next()
+            .and_then(|t| t.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    assert!(token(&second) > token(&first), "{first} then {second}");
+
+    // recurring work goes on under s2, and no recurring job is ever queued twice at once
+    let before = runs(&api);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while runs(&api) <= before {
+        assert!(
+            Instant::now() < deadline,
+            "no recurring job after the failover: {}",
+            api.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(s2.logs().contains("this node leads"), "{}", s2.logs());
+    forget_prefix(&redis, &prefix);
+}
+
+#[test]
+fn nodes_ride_out_a_redis_restart_and_drop_forged_bus_messages() {
+    let moto = Moto::start();
+    let expected = moto.seed(&REGIONS, &[]);
+    let db = ScratchDb::new();
+    migrate(&db.url());
+    let mut redis = PrivateRedis::start();
+    let prefix = fresh_prefix();
+    let node = Daemon::start(&env(
+        &moto,
+        &db,
+        &redis.url(),
+        &prefix,
+        "it-all",
+        "scheduler,worker,interface",
+        &[],
+    ));
+    let cloud = add_cloud(&node);
+    let (_, job) = node.request("POST", &format!("/v2/clouds/{cloud}/harvest"), None);
+    let id = job["job_id"].as_str().expect("job id").to_string();
+    wait_for(&node, &id, Duration::from_secs(30), "ran", |j| {
+        j["state"] == "running"
+    });
+
+    // Redis goes away for two seconds in the middle of the harvest
+    redis.restart(Duration::from_secs(2));
+    let done = wait_for(&node, &id, Duration::from_secs(240), "finished", |j| {
+        matches!(j["state"].as_str(), Some("done" | "failed"))
+    });
+    assert_eq!(done["state"], "done", "{done}");
+    // and the node goes on taking work afterwards
+    let (_, job) = node.request("POST", &format!("/v2/clouds/{cloud}/harvest"), None);
+    let again = job["job_id"].as_str().expect("job id").to_string();
+    let done = wait_for(&node, &again, Duration::from_secs(240), "finished", |j| {
+        matches!(j["state"].as_str(), Some("done" | "failed"))
+    });
+    assert_eq!(done["state"], "done", "{done}");
+    node.wait_idle(Duration::from_secs(120));
+    assert_inventory(&node, &expected);
+
+    // hostile messages on the bus channel: dropped, counted, and the node lives on
+    let channel = format!("{prefix}events");
+    let publish_raw = |bytes: &[u8]| {
+        let mut child = std::process::Command::new("redis-cli")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &redis.port.to_string(),
+                "-x",
+                "PUBLISH",
+                &channel,
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-cli");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(bytes)
+            .expect("write");
+        child.wait().expect("redis-cli exits");
+    };
+    let mut forged = vec![0u8, 2];
+    forged.extend((0..80u8).map(|b| b.wrapping_mul(37)));
+    publish_raw(&forged);
+    publish_raw(&[0u8]);
+    let mut unknown = vec![0u8, 9];
+    unknown.extend([1u8; 64]);
+    publish_raw(&unknown);
+    publish_raw(&vec![0u8; 70 * 1024]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = ureq::get(&node.url("/metrics"))
+            .call()
+            .ok()
+            .and_then(|r| r.into_string().ok())
+            .unwrap_or_default();
+        let seen = ["bad_signature", "truncated", "unknown_version", "oversized"]
+            .iter()
+            .all(|r| metrics.contains(&format!("palisade_bus_dropped_total{{reason=\"{r}\"}}")));
+        if seen {
+            break;
+        }
+        assert!(Instant::now() < deadline, "drops not counted: {metrics}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(node.get("/healthz")["status"], "ok");
+    let nodes = node.get("/v2/cluster/nodes");
+    assert_eq!(nodes["items"][0]["node"], "it-all", "{nodes}");
+}
