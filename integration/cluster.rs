@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::aws_env;
 use crate::support::cluster::{
-    fresh_prefix, migrate, node_env, redis_cli, shared_redis_url, PrivateRedis, ScratchDb,
+    fresh_prefix, migrate, node_env, redis_cli, shared_redis_url, PrivateRedis, ScratchDb, TcpRelay,
 };
 use crate::support::daemon::Daemon;
 use crate::support::moto::{Expected, Moto};
@@ -346,4 +346,85 @@ fn nodes_ride_out_a_redis_restart_and_drop_forged_bus_messages() {
     assert_eq!(node.get("/healthz")["status"], "ok");
     let nodes = node.get("/v2/cluster/nodes");
     assert_eq!(nodes["items"][0]["node"], "it-all", "{nodes}");
+}
+
+#[test]
+fn jobs_retry_through_a_mysql_outage_and_nothing_stored_is_lost() {
+    let moto = Moto::start();
+    let expected = moto.seed(&REGIONS, &[]);
+    let db = ScratchDb::new();
+    migrate(&db.url());
+    let relay = TcpRelay::start("127.0.0.1:3306");
+    // prefer_socket=false: else mysql_async moves to the server's Unix socket, past the relay
+    let via_relay = format!(
+        "mysql://root@127.0.0.1:{}/{}?prefer_socket=false",
+        relay.port, db.name
+    );
+    let (redis, prefix) = (shared_redis_url(), fresh_prefix());
+    let mut vars = env(
+        &moto,
+        &db,
+        &redis,
+        &prefix,
+        "it-solo",
+        "scheduler,worker,interface",
+        &[
+            ("PALISADE__QUEUE__RETRY_BACKOFF_SECS", "1"),
+            ("PALISADE__QUEUE__MAX_ATTEMPTS", "8"),
+            // slow enough that the outage lands in the middle of the harvest
+            ("PALISADE__AWS__REQUESTS_PER_SECOND", "15"),
+            ("PALISADE__AWS__BURST", "1"),
+        ],
+    );
+    vars.retain(|(k, _)| k != "PALISADE__STORE__URL");
+    vars.push(("PALISADE__STORE__URL".into(), via_relay));
+    let node = Daemon::start(&vars);
+    let cloud = add_cloud(&node);
+
+    // a first harvest stores the inventory
+    let (_, job) = node.request("POST", &format!("/v2/clouds/{cloud}/harvest"), None);
+    let first = job["job_id"].as_str().expect("job id").to_string();
+    let done = wait_for(&node, &first, Duration::from_secs(240), "finished", |j| {
+        matches!(j["state"].as_str(), Some("done" | "failed"))
+    });
+    assert_eq!(done["state"], "done", "{done}");
+    node.wait_idle(Duration::from_secs(120));
+    assert_inventory(&node, &expected);
+
+    // MySQL goes away in the middle of a second harvest, for a few seconds
+    let (_, job) = node.request("POST", &format!("/v2/clouds/{cloud}/harvest"), None);
+    let second = job["job_id"].as_str().expect("job id").to_string();
+    wait_for(&node, &second, Duration::from_secs(30), "ran", |j| {
+        j["state"] == "running"
+    });
+    relay.cut();
+    let cut_at = std::time::Instant::now();
+    let mut statuses = Vec::new();
+    while cut_at.elapsed() < Duration::from_secs(4) {
+        statuses.push(node.request("GET", "/readyz", None).0);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    relay.restore();
+    assert!(
+        statuses.contains(&503),
+        "never unready without its store: {statuses:?}"
+    );
+
+    let done = wait_for(&node, &second, Duration::from_secs(240), "finished", |j| {
+        matches!(j["state"].as_str(), Some("done" | "failed"))
+    });
+    assert_eq!(
+        done["state"], "done",
+        "the job retried and completed: {done}"
+    );
+    node.wait_idle(Duration::from_secs(120));
+    assert_inventory(&node, &expected);
+    assert_eq!(node.get("/readyz")["status"], "ready");
+    let logs = node.logs();
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("job failed") && l.contains(&second)),
+        "the outage failed an attempt: {logs}"
+    );
+    forget_prefix(&redis, &prefix);
 }

@@ -215,3 +215,67 @@ pub fn migrate(db_url: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A TCP relay on loopback in front of a server, that a test can cut (every connection
+/// reset, new ones refused) and restore: the server "unreachable for a while".
+pub struct TcpRelay {
+    pub port: u16,
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl TcpRelay {
+    /// Relay a free loopback port to `target` (`host:port`).
+    pub fn start(target: &str) -> TcpRelay {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind relay");
+        let port = listener.local_addr().expect("relay address").port();
+        let relay = TcpRelay {
+            port,
+            down: Default::default(),
+            conns: Default::default(),
+        };
+        let (down, conns, target) = (relay.down.clone(), relay.conns.clone(), target.to_string());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                if down.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let Ok(server) = std::net::TcpStream::connect(&target) else {
+                    continue;
+                };
+                let pipes = [
+                    (client.try_clone(), server.try_clone()),
+                    (server.try_clone(), client.try_clone()),
+                ];
+                if let Ok(mut all) = conns.lock() {
+                    all.extend([client, server]);
+                }
+                for (from, to) in pipes {
+                    if let (Ok(mut from), Ok(mut to)) = (from, to) {
+                        std::thread::spawn(move || {
+                            let _ = std::io::copy(&mut from, &mut to);
+                            let _ = to.shutdown(std::net::Shutdown::Both);
+                        });
+                    }
+                }
+            }
+        });
+        relay
+    }
+
+    /// Reset every connection and refuse new ones until [`TcpRelay::restore`].
+    pub fn cut(&self) {
+        self.down.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Ok(mut all) = self.conns.lock() {
+            for c in all.drain(..) {
+                let _ = c.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+
+    pub fn restore(&self) {
+        self.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
