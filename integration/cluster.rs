@@ -428,3 +428,83 @@ fn jobs_retry_through_a_mysql_outage_and_nothing_stored_is_lost() {
     );
     forget_prefix(&redis, &prefix);
 }
+
+#[test]
+fn a_cancelled_job_is_dead_lettered_and_requeued_and_a_drained_worker_takes_nothing() {
+    let moto = Moto::start();
+    let expected = moto.seed(&REGIONS, &[]);
+    let db = ScratchDb::new();
+    migrate(&db.url());
+    let (redis, prefix) = (shared_redis_url(), fresh_prefix());
+    let slow = [
+        ("PALISADE__AWS__REQUESTS_PER_SECOND", "10"),
+        ("PALISADE__AWS__BURST", "1"),
+    ];
+    let api = Daemon::start(&env(
+        &moto,
+        &db,
+        &redis,
+        &prefix,
+        "it-api",
+        "scheduler,interface",
+        &[],
+    ));
+    let worker = Daemon::start_headless(&env(&moto, &db, &redis, &prefix, "it-w", "worker", &slow));
+    let cloud = add_cloud(&api);
+
+    // cancel a running harvest: it stops on its node, failed for good, in the dead letters
+    let (_, job) = api.request("POST", &format!("/v2/clouds/{cloud}/harvest"), None);
+    let id = job["job_id"].as_str().expect("job id").to_string();
+    wait_for(&api, &id, Duration::from_secs(30), "ran", |j| {
+        j["state"] == "running"
+    });
+    let (status, body) = api.request("POST", &format!("/v2/jobs/{id}/cancel"), None);
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["node"], "it-w");
+    let failed = wait_for(&api, &id, Duration::from_secs(30), "stopped", |j| {
+        j["state"] == "failed"
+    });
+    assert_eq!(failed["error"], "cancelled by request", "{failed}");
+    let dead = api.get("/v2/jobs/dead");
+    assert!(
+        dead["items"]
+            .as_array()
+            .is_some_and(|d| d.iter().any(|j| j["id"] == id.as_str())),
+        "{dead}"
+    );
+    assert_eq!(api.get("/v2/jobs/queues")["dead_letter"], 1);
+    assert!(
+        worker.logs().contains("harvest cancelled"),
+        "the harvest itself stopped: {}",
+        worker.logs()
+    );
+
+    // queued again from the dead letters, it runs to the end
+    let (status, body) = api.request("POST", &format!("/v2/jobs/{id}/requeue"), None);
+    assert_eq!(status, 202, "{body}");
+    let done = wait_for(&api, &id, Duration::from_secs(240), "finished", |j| {
+        matches!(j["state"].as_str(), Some("done" | "failed"))
+    });
+    assert_eq!(done["state"], "done", "{done}");
+    api.wait_idle(Duration::from_secs(120));
+    assert_inventory(&api, &expected);
+    assert_eq!(api.get("/v2/jobs/queues")["dead_letter"], 0);
+
+    // drained, the worker takes no new job; the job waits in the queue
+    let (status, _) = api.request("POST", "/v2/cluster/nodes/it-w/drain", None);
+    assert_eq!(status, 202);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !worker.logs().contains("draining on request") {
+        assert!(
+            Instant::now() < deadline,
+            "drain not heard: {}",
+            worker.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (_, job) = api.request("POST", &format!("/v2/clouds/{cloud}/harvest"), None);
+    let waiting = job["job_id"].as_str().expect("job id").to_string();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(api.get(&format!("/v2/jobs/{waiting}"))["state"], "queued");
+    forget_prefix(&redis, &prefix);
+}

@@ -28,10 +28,11 @@ use crate::queue::redis::{RedisQueue, RedisQueueOptions};
 use crate::queue::{memory::MemoryQueue, SharedQueue};
 use crate::scheduler::cadence::SchedulerActor;
 use crate::scheduler::leader::LeaderLease;
-use crate::scheduler::worker::{WorkerActor, WorkerDeps};
+use crate::scheduler::worker::{RunningJobs, WorkerActor, WorkerDeps};
 use crate::scheduler::RoleAddrs;
 use crate::settings::{Role, Settings};
 use crate::store::SharedStore;
+use palisade_proto::ClusterEvent;
 
 /// How often the supervisor checks on its children.
 const WATCH_EVERY: Duration = Duration::from_millis(200);
@@ -168,6 +169,49 @@ impl NodeDeps {
     }
 }
 
+/// Act on the control events of the bus that concern this node, for ever: cancel a job
+/// running here, drain this node (its workers finish their jobs and take no more; the
+/// interface keeps serving), note a configuration reload request.
+async fn obey(
+    bus: SharedBus,
+    node: String,
+    jobs: RunningJobs,
+    draining: Arc<AtomicBool>,
+    drained: Arc<tokio::sync::Notify>,
+) {
+    let mut events = bus.subscribe();
+    loop {
+        let event = match events.recv().await {
+            Ok(e) => e,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(missed = n, "control listener lagged behind the bus");
+                continue;
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        };
+        let mine = |target: &Option<String>| target.as_deref().is_none_or(|t| t == node);
+        match event {
+            ClusterEvent::CancelJob { job } if jobs.cancel(&job) => {
+                tracing::info!(job = %job, "cancelling a running job on request");
+            }
+            ClusterEvent::DrainNode { node: target }
+                if mine(&target) && !draining.swap(true, Ordering::SeqCst) =>
+            {
+                drained.notify_waiters();
+                tracing::info!("draining on request: running jobs finish, no new ones start");
+                crate::metrics::inc("palisade_node_drains_total", &[]);
+            }
+            ClusterEvent::ReloadConfig { node: target } if mine(&target) => {
+                tracing::info!(
+                    "configuration reload requested: this build applies configuration at \
+                     start; restart the node (systemctl restart) to apply it"
+                );
+            }
+            _ => {}
+        }
+    }
+}
+
 /// A url without its password, for logs.
 fn redacted(url: &str) -> String {
     crate::store::mysql::redact_url(url)
@@ -273,6 +317,8 @@ pub struct Supervisor {
     roles: RoleAddrs,
     running: Arc<AtomicUsize>,
     draining: Arc<AtomicBool>,
+    drained: Arc<tokio::sync::Notify>,
+    running_jobs: RunningJobs,
     children: Vec<Child>,
     http: Option<Addr<HttpActor>>,
     server: Option<actix_web::dev::Server>,
@@ -312,6 +358,8 @@ impl Supervisor {
             roles: RoleAddrs::default(),
             running: Arc::new(AtomicUsize::new(0)),
             draining: Arc::new(AtomicBool::new(false)),
+            drained: Arc::new(tokio::sync::Notify::new()),
+            running_jobs: RunningJobs::default(),
             children,
             http: None,
             server,
@@ -350,6 +398,8 @@ impl Supervisor {
                     roles: self.roles.clone(),
                     running: self.running.clone(),
                     draining: self.draining.clone(),
+                    drained: self.drained.clone(),
+                    running_jobs: self.running_jobs.clone(),
                 };
                 ChildAddr::Worker(WorkerActor::new(deps, d.settings.scheduler.workers).start())
             }
@@ -459,6 +509,16 @@ impl Actor for Supervisor {
             )
             .into_actor(self),
         );
+        ctx.spawn(
+            obey(
+                d.bus.clone(),
+                d.node.clone(),
+                self.running_jobs.clone(),
+                self.draining.clone(),
+                self.drained.clone(),
+            )
+            .into_actor(self),
+        );
         self.watch();
         if let Some(server) = self.server.take() {
             self.http = Some(HttpActor::new(server).start());
@@ -480,6 +540,7 @@ impl Handler<Shutdown> for Supervisor {
 
     fn handle(&mut self, msg: Shutdown, _: &mut Self::Context) -> Self::Result {
         self.draining.store(true, Ordering::SeqCst);
+        self.drained.notify_waiters();
         let queue = self.deps.queue.clone();
         let running = self.running.clone();
         let http = self.http.take();

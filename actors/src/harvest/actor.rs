@@ -21,6 +21,9 @@ pub struct RunHarvest {
     pub cloud: CloudAccount,
     pub scope: HarvestScope,
     pub at: Timestamp,
+    /// Notified to cancel the harvest: it stops where it is (the batches it stored stay;
+    /// nothing is marked deleted) and answers `HarvestError::Cancelled`.
+    pub cancel: Arc<tokio::sync::Notify>,
 }
 
 /// Runs harvests for one provider; many at once, each a future spawned in this actor's own
@@ -55,7 +58,13 @@ impl Handler<RunHarvest> for HarvesterActor {
             let progress = move |done: usize, total: usize, resources: u64| {
                 tracing::info!(job = %job, cloud = %cloud_id, done, total, resources, "harvest progress");
             };
-            run_harvest(&ctx, &msg.cloud, &msg.scope, msg.at, &progress).await
+            tokio::select! {
+                report = run_harvest(&ctx, &msg.cloud, &msg.scope, msg.at, &progress) => report,
+                () = msg.cancel.notified() => {
+                    tracing::info!(job = %msg.job, "harvest cancelled");
+                    Err(HarvestError::Cancelled)
+                }
+            }
         }
         .into_actor(self))
     }

@@ -1,4 +1,4 @@
-//! `GET /v2/cluster/nodes`: the nodes of the cluster, from their heartbeats.
+//! `/v2/cluster/nodes`: the nodes of the cluster, from their heartbeats; draining one.
 
 use actix_web::{web, HttpResponse};
 use chrono::Utc;
@@ -10,4 +10,25 @@ use super::ApiState;
 pub(super) async fn nodes(state: web::Data<ApiState>) -> HttpResponse {
     let items = state.registry.nodes(Utc::now());
     HttpResponse::Ok().json(json!({"total": items.len(), "items": items}))
+}
+
+/// `POST /v2/cluster/nodes/{id}/drain`: ask a node to drain: its workers finish the jobs
+/// they run and take no more (202). The request travels on the bus; the node must be up.
+pub(super) async fn drain(
+    state: web::Data<ApiState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, super::ApiError> {
+    let node = id.into_inner();
+    state
+        .bus
+        .publish(palisade_proto::ClusterEvent::DrainNode {
+            node: Some(node.clone()),
+        })
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "drain not sent");
+            super::ApiError::Unavailable("bus")
+        })?;
+    tracing::info!(node, "drain requested");
+    Ok(HttpResponse::Accepted().json(json!({"node": node})))
 }

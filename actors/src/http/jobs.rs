@@ -101,3 +101,38 @@ pub(super) async fn requeue(
         Err(ApiError::NotFound(format!("dead letter {shown}")))
     }
 }
+
+/// `POST /v2/jobs/{id}/cancel`: cancel a running job wherever it runs (202; the node running
+/// it stops it and records it failed, "cancelled by request", without retrying it). 404 for
+/// an unknown job, 409 for one that is not running.
+pub(super) async fn cancel(
+    state: web::Data<ApiState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = JobId(id.into_inner());
+    let shown: String = id.as_str().chars().take(64).collect();
+    let status = state
+        .queue
+        .status(&id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("job {shown}")))?;
+    if status.state != JobState::Running {
+        return Err(ApiError::Conflict(format!(
+            "job {shown} is {}, not running",
+            serde_json::to_value(status.state)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default()
+        )));
+    }
+    state
+        .bus
+        .publish(palisade_proto::ClusterEvent::CancelJob { job: id.clone() })
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "cancel not sent");
+            ApiError::Unavailable("bus")
+        })?;
+    tracing::info!(job = %id, node = status.node.as_deref().unwrap_or(""), "cancel requested");
+    Ok(HttpResponse::Accepted().json(serde_json::json!({"job_id": id, "node": status.node})))
+}

@@ -162,6 +162,11 @@ pub fn configure(state: ApiState) -> impl FnOnce(&mut web::ServiceConfig) + Clon
             .service(resource("/v2/jobs/queues", "GET").route(web::get().to(jobs::queues)))
             .service(resource("/v2/jobs/dead", "GET").route(web::get().to(jobs::dead)))
             .service(resource("/v2/jobs/{id}/requeue", "POST").route(web::post().to(jobs::requeue)))
+            .service(resource("/v2/jobs/{id}/cancel", "POST").route(web::post().to(jobs::cancel)))
+            .service(
+                resource("/v2/cluster/nodes/{id}/drain", "POST")
+                    .route(web::post().to(cluster::drain)),
+            )
             .service(resource("/v2/jobs/{id}", "GET").route(web::get().to(jobs::get)))
             .service(resource("/v2/cluster/nodes", "GET").route(web::get().to(cluster::nodes)))
             .service(resource("/v2/resources", "GET").route(web::get().to(resources::list)))

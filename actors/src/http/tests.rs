@@ -860,7 +860,7 @@ async fn probes_and_metrics() {
 }
 
 #[actix_web::test]
-async fn dead_letters_are_listed_and_unknown_ones_are_not_requeued() {
+async fn dead_letters_cancel_and_drain_answer_as_documented() {
     let app = test::init_service(app(state().await)).await;
     // the embedded queue's failures are final and never dead-lettered
     let r = send(&app, TestRequest::get().uri("/v2/jobs/dead").to_request()).await;
@@ -887,6 +887,55 @@ async fn dead_letters_are_listed_and_unknown_ones_are_not_requeued() {
     .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.json);
     assert_eq!(r.json["code"], "not_found");
+    // cancel: unknown job, a job that is only queued, a drain request
+    let r = send(
+        &app,
+        TestRequest::post().uri("/v2/jobs/nope/cancel").to_request(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.json);
+    let body = keys_cloud_body("c");
+    let r = send(
+        &app,
+        TestRequest::post()
+            .uri("/v2/clouds")
+            .set_json(&body)
+            .to_request(),
+    )
+    .await;
+    let cloud = r.json["id"].as_str().expect("cloud id").to_string();
+    let r = send(
+        &app,
+        TestRequest::post()
+            .uri(&format!("/v2/clouds/{cloud}/harvest"))
+            .to_request(),
+    )
+    .await;
+    let job = r.json["job_id"].as_str().expect("job id").to_string();
+    let r = send(
+        &app,
+        TestRequest::post()
+            .uri(&format!("/v2/jobs/{job}/cancel"))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.json);
+    assert!(
+        r.json["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("queued")),
+        "{}",
+        r.json
+    );
+    let r = send(
+        &app,
+        TestRequest::post()
+            .uri("/v2/cluster/nodes/node-x/drain")
+            .to_request(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.json);
+    assert_eq!(r.json["node"], "node-x");
     let q = send(&app, TestRequest::get().uri("/v2/jobs/queues").to_request()).await;
     assert_eq!(q.json["dead_letter"], 0, "{}", q.json);
     assert!(q.json["in_flight_per_node"].is_object(), "{}", q.json);

@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 
 use palisade_proto::{Job, JobId, JobPriority, JobState, JobStatus, Timestamp};
 
-use super::{Fence, JobOutcome, JobQueue, QueueError, QueueStats, Recurring};
+use super::{Fence, JobOutcome, JobQueue, QueueError, QueueStats, Recurring, CANCELLED};
 
 /// How many recent jobs per priority the wait and run means are taken over.
 const RECENT: usize = 100;
@@ -195,6 +195,11 @@ impl JobQueue for MemoryQueue {
         let (state, error, counts) = match outcome {
             JobOutcome::Done { counts } => (JobState::Done, None, counts),
             JobOutcome::Failed { error, counts } => (JobState::Failed, Some(error), counts),
+            JobOutcome::Cancelled => (
+                JobState::Failed,
+                Some(CANCELLED.to_string()),
+                Default::default(),
+            ),
         };
         status.state = state;
         status.error = error;

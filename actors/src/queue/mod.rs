@@ -32,6 +32,9 @@ pub enum QueueError {
     Closed,
 }
 
+/// The error a cancelled job is recorded with.
+pub const CANCELLED: &str = "cancelled by request";
+
 /// How a job ended.
 #[derive(Clone, Debug, PartialEq)]
 pub enum JobOutcome {
@@ -42,6 +45,9 @@ pub enum JobOutcome {
         error: String,
         counts: BTreeMap<String, u64>,
     },
+    /// Cancelled on request while it ran: failed for good, never retried (a queue that
+    /// keeps dead letters keeps it there, to be queued again by hand).
+    Cancelled,
 }
 
 /// One priority's figures for the queue status view.

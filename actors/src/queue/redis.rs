@@ -43,7 +43,9 @@ use tokio::time::Instant;
 
 use palisade_proto::{Job, JobId, JobPriority, JobState, JobStatus, Timestamp};
 
-use super::{Fence, JobOutcome, JobQueue, PriorityStats, QueueError, QueueStats, Recurring};
+use super::{
+    Fence, JobOutcome, JobQueue, PriorityStats, QueueError, QueueStats, Recurring, CANCELLED,
+};
 
 /// How a [`RedisQueue`] is set up.
 #[derive(Clone, Debug)]
@@ -860,9 +862,11 @@ impl Core {
         node: &str,
         max_attempts: u32,
     ) -> Result<String, QueueError> {
+        let no_counts = BTreeMap::new();
         let (kind, error, counts) = match outcome {
             JobOutcome::Done { counts } => ("done", "", counts),
             JobOutcome::Failed { error, counts } => ("failed", error.as_str(), counts),
+            JobOutcome::Cancelled => ("failed", CANCELLED, &no_counts),
         };
         let counts = serde_json::to_string(counts).map_err(|e| self.unavailable("finish", e))?;
         self.eval("finish", &self.scripts.finish, |c| {
@@ -1069,9 +1073,12 @@ impl JobQueue for RedisQueue {
             }
             None => String::new(),
         };
-        let result = core
-            .finish_script(id, &outcome, &node, core.opts.max_attempts)
-            .await?;
+        // a cancelled job is not retried: straight to the dead letters
+        let attempts = match outcome {
+            JobOutcome::Cancelled => 0,
+            _ => core.opts.max_attempts,
+        };
+        let result = core.finish_script(id, &outcome, &node, attempts).await?;
         match result.as_str() {
             "unknown" => Err(QueueError::UnknownJob(id.clone())),
             "finished" => {

@@ -13,12 +13,14 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use palisade_proto::{ClusterEvent, Job, JobKind, JobPriority};
+use palisade_proto::{ClusterEvent, Job, JobId, JobKind, JobPriority};
+use tokio::sync::Notify;
 
 use super::{submit, RoleAddrs};
 use crate::bus::SharedBus;
 use crate::compliance::actor::RunCompliance;
 use crate::harvest::actor::RunHarvest;
+use crate::harvest::HarvestError;
 use crate::queue::{JobOutcome, SharedQueue};
 use crate::store::SharedStore;
 
@@ -37,6 +39,42 @@ pub struct WorkerDeps {
     pub running: Arc<AtomicUsize>,
     /// Set when the node drains: slots finish their job and take no more.
     pub draining: Arc<AtomicBool>,
+    /// Notified when `draining` is set, so that slots waiting for a job stop waiting.
+    pub drained: Arc<Notify>,
+    /// The jobs running here, each with the signal that cancels it.
+    pub running_jobs: RunningJobs,
+}
+
+/// The jobs a node is running, by id, each with its cancel signal.
+#[derive(Clone, Default)]
+pub struct RunningJobs(Arc<std::sync::Mutex<std::collections::HashMap<JobId, Arc<Notify>>>>);
+
+impl RunningJobs {
+    fn start(&self, id: &JobId) -> Arc<Notify> {
+        let signal = Arc::new(Notify::new());
+        self.lock().insert(id.clone(), signal.clone());
+        signal
+    }
+
+    fn end(&self, id: &JobId) {
+        self.lock().remove(id);
+    }
+
+    /// Cancel `id` if it runs here; true when it does.
+    pub fn cancel(&self, id: &JobId) -> bool {
+        match self.lock().get(id) {
+            Some(signal) => {
+                // a stored permit: the job sees it even if it is not waiting yet
+                signal.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<JobId, Arc<Notify>>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 pub struct WorkerActor {
@@ -64,14 +102,26 @@ impl Actor for WorkerActor {
 
 async fn slot_loop(deps: WorkerDeps, slot: usize) {
     loop {
+        // register for the drain signal before looking at the flag, so none is missed
+        let drained = deps.drained.notified();
+        tokio::pin!(drained);
+        drained.as_mut().enable();
         if deps.draining.load(Ordering::SeqCst) {
             tracing::debug!(slot, "worker slot drained");
             return;
         }
-        match deps.queue.take(&deps.node, TAKE_WAIT).await {
+        let taken = tokio::select! {
+            taken = deps.queue.take(&deps.node, TAKE_WAIT) => taken,
+            // a take cut short here may have leased a job: its lease lapses and another
+            // node runs it
+            () = &mut drained => continue,
+        };
+        match taken {
             Ok(Some(job)) => {
                 deps.running.fetch_add(1, Ordering::SeqCst);
-                let outcome = run_job(&deps, &job).await;
+                let cancel = deps.running_jobs.start(&job.id);
+                let outcome = run_job(&deps, &job, cancel).await;
+                deps.running_jobs.end(&job.id);
                 if let Err(e) = deps.queue.finish(&job.id, outcome).await {
                     tracing::error!(job = %job.id, error = %e, "job outcome not recorded");
                 }
@@ -94,11 +144,11 @@ fn failed(error: impl ToString) -> JobOutcome {
 }
 
 /// Run one job to an outcome. Never panics: a crashed role actor is a failed job.
-pub async fn run_job(deps: &WorkerDeps, job: &Job) -> JobOutcome {
+pub async fn run_job(deps: &WorkerDeps, job: &Job, cancel: Arc<Notify>) -> JobOutcome {
     let started = std::time::Instant::now();
     tracing::info!(job = %job.id, priority = %job.priority, kind = job.kind.label(), "job started");
     let outcome = match &job.kind {
-        JobKind::Harvest(scope) => run_harvest_job(deps, job, scope).await,
+        JobKind::Harvest(scope) => run_harvest_job(deps, job, scope, cancel).await,
         JobKind::Compliance { cloud } => {
             let Some(addr) = deps.roles.compliance() else {
                 return failed("compliance actor is not running");
@@ -133,6 +183,7 @@ pub async fn run_job(deps: &WorkerDeps, job: &Job) -> JobOutcome {
     let (state, error) = match &outcome {
         JobOutcome::Done { .. } => ("done", None),
         JobOutcome::Failed { error, .. } => ("failed", Some(error.as_str())),
+        JobOutcome::Cancelled => ("cancelled", Some(crate::queue::CANCELLED)),
     };
     crate::metrics::inc(
         "palisade_jobs_finished_total",
@@ -151,6 +202,7 @@ async fn run_harvest_job(
     deps: &WorkerDeps,
     job: &Job,
     scope: &palisade_proto::HarvestScope,
+    cancel: Arc<Notify>,
 ) -> JobOutcome {
     let cloud = match deps.store.get_cloud(&scope.cloud).await {
         Ok(Some(c)) => c,
@@ -165,6 +217,7 @@ async fn run_harvest_job(
         cloud: cloud.clone(),
         scope: scope.clone(),
         at: chrono::Utc::now(),
+        cancel,
     };
     let (outcome, stored) = match addr.send(msg).await {
         Ok(Ok(report)) => {
@@ -184,6 +237,7 @@ async fn run_harvest_job(
                 .await;
             (JobOutcome::Done { counts }, true)
         }
+        Ok(Err(HarvestError::Cancelled)) => (JobOutcome::Cancelled, false),
         Ok(Err(e)) => (failed(e), true),
         Err(e) => (failed(format!("harvester crashed: {e}")), false),
     };
