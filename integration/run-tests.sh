@@ -18,6 +18,8 @@ apt_install() {
 
 # --- Redis -------------------------------------------------------------------------------
 command -v redis-server >/dev/null || { say "installing redis-server"; apt_install redis-server redis-tools; }
+# the cluster tests also start a Redis of their own and talk to it with redis-cli
+command -v redis-cli >/dev/null || { say "installing redis-tools"; apt_install redis-tools; }
 if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
   say "starting redis on 127.0.0.1:6379"
   as_root mkdir -p /var/lib/redis /var/log/redis
@@ -36,6 +38,8 @@ if ! mysqladmin -h 127.0.0.1 -P 3306 -uroot ping >/dev/null 2>&1; then
   for _ in $(seq 100); do mysqladmin -h 127.0.0.1 -uroot ping >/dev/null 2>&1 && break; sleep 0.2; done
 fi
 mysqladmin -h 127.0.0.1 -P 3306 -uroot ping >/dev/null || { echo "mariadb is not answering on 127.0.0.1:3306" >&2; exit 1; }
+# the cluster tests make scratch databases with the mysql client
+command -v mysql >/dev/null || { say "installing mariadb-client"; apt_install mariadb-client; }
 mysql -h 127.0.0.1 -uroot -e "CREATE DATABASE IF NOT EXISTS test" >/dev/null
 
 # --- moto and boto3 in a venv ------------------------------------------------------------
