@@ -348,3 +348,46 @@ fn a_bad_configuration_is_refused_by_name() {
         String::from_utf8_lossy(&ok.stderr)
     );
 }
+
+#[test]
+fn a_reload_applies_the_log_level_names_what_needs_a_restart_and_refuses_a_bad_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let env_file = dir.path().join("palisade.env");
+    std::fs::write(&env_file, "PALISADE__LOG__LEVEL=info\n").expect("env file");
+    let daemon = Daemon::start(&[
+        (
+            "PALISADE_ENV_FILE".to_string(),
+            env_file.display().to_string(),
+        ),
+        // empty: log.level decides
+        ("RUST_LOG".to_string(), String::new()),
+    ]);
+    daemon.get("/healthz");
+    assert!(
+        !daemon.logs().contains("http request"),
+        "no debug lines at info"
+    );
+
+    std::fs::write(
+        &env_file,
+        "PALISADE__LOG__LEVEL=debug\nPALISADE__SCHEDULER__WORKERS=7\n",
+    )
+    .expect("env file");
+    let (status, _) = daemon.request("POST", "/v2/cluster/reload", None);
+    assert_eq!(status, 202);
+    let logs = daemon.wait_log("configuration reloaded", Duration::from_secs(10));
+    assert!(logs.contains("log.level is now"), "{logs}");
+    assert!(
+        logs.contains("applied at the next restart: scheduler"),
+        "{logs}"
+    );
+    daemon.get("/healthz");
+    daemon.wait_log("http request", Duration::from_secs(5));
+
+    // a broken file changes nothing, and the node keeps serving
+    std::fs::write(&env_file, "PALISADE__NOPE=1\n").expect("env file");
+    daemon.hangup();
+    let logs = daemon.wait_log("configuration reload refused", Duration::from_secs(10));
+    assert!(logs.contains("nope"), "the refusal names the key: {logs}");
+    assert_eq!(daemon.get("/healthz")["status"], "ok");
+}

@@ -74,7 +74,13 @@ pub struct NodeDeps {
     pub registry: Arc<NodeRegistry>,
     /// The scheduler leader lease, on a clustered node with the scheduler role.
     pub leader: Option<Arc<LeaderLease>>,
+    /// Re-reads the configuration (set by the daemon, which knows its sources).
+    pub reload: Option<Reload>,
 }
+
+/// Reloads the node's configuration: applies what can change while running and says what
+/// (`Ok`) or why nothing changed (`Err`).
+pub type Reload = Arc<dyn Fn() -> Result<String, String> + Send + Sync>;
 
 impl NodeDeps {
     /// Build what the configuration names: the store at `store.url`; with `redis.url`, the
@@ -165,6 +171,7 @@ impl NodeDeps {
                 settings.cluster.heartbeat_secs,
             ))),
             leader,
+            reload: None,
         })
     }
 }
@@ -178,6 +185,7 @@ async fn obey(
     jobs: RunningJobs,
     draining: Arc<AtomicBool>,
     drained: Arc<tokio::sync::Notify>,
+    reload: Option<Reload>,
 ) {
     let mut events = bus.subscribe();
     loop {
@@ -201,12 +209,16 @@ async fn obey(
                 tracing::info!("draining on request: running jobs finish, no new ones start");
                 crate::metrics::inc("palisade_node_drains_total", &[]);
             }
-            ClusterEvent::ReloadConfig { node: target } if mine(&target) => {
-                tracing::info!(
-                    "configuration reload requested: this build applies configuration at \
-                     start; restart the node (systemctl restart) to apply it"
-                );
-            }
+            ClusterEvent::ReloadConfig { node: target } if mine(&target) => match &reload {
+                Some(reload) => match reload() {
+                    Ok(summary) => tracing::info!(summary, "configuration reloaded"),
+                    Err(error) => tracing::warn!(
+                        error,
+                        "configuration reload refused; the running configuration stays"
+                    ),
+                },
+                None => tracing::info!("configuration reload requested; nothing to reload"),
+            },
             _ => {}
         }
     }
@@ -516,6 +528,7 @@ impl Actor for Supervisor {
                 self.running_jobs.clone(),
                 self.draining.clone(),
                 self.drained.clone(),
+                d.reload.clone(),
             )
             .into_actor(self),
         );

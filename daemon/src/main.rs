@@ -42,15 +42,15 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         cli::Command::Run => {
-            logging::init(&loaded.settings.log);
-            run::run(loaded)
+            let set_level = logging::init(&loaded.settings.log);
+            run::run(loaded, sources, set_level)
         }
         cli::Command::Migrate => {
-            logging::init(&loaded.settings.log);
+            let _level = logging::init(&loaded.settings.log);
             run::migrate(&loaded)
         }
         cli::Command::Scan(args) => {
-            logging::init(&loaded.settings.log);
+            let _level = logging::init(&loaded.settings.log);
             scan::scan(loaded, args)
         }
     }

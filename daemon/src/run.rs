@@ -9,7 +9,13 @@ use palisade_actors::http::{self, ApiState};
 use palisade_actors::settings::Role;
 use palisade_actors::supervisor::{NodeDeps, NodeError, Shutdown, Supervisor};
 
-use crate::conf::Loaded;
+use std::sync::Arc;
+
+use palisade_actors::settings::Settings;
+use palisade_actors::supervisor::Reload;
+
+use crate::conf::{Loaded, Sources};
+use crate::logging::SetLevel;
 
 /// The node id: configured, else the host name.
 pub fn node_id(configured: &str) -> String {
@@ -22,6 +28,17 @@ pub fn node_id(configured: &str) -> String {
         .filter(|h| !h.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "palisade".to_string())
+}
+
+/// The next SIGHUP (never, when it cannot be listened for).
+async fn hangup() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::hangup()) {
+        Ok(mut hup) => {
+            hup.recv().await;
+        }
+        Err(_) => std::future::pending().await,
+    }
 }
 
 async fn wait_for_signal() -> &'static str {
@@ -67,9 +84,101 @@ pub fn migrate(loaded: &Loaded) -> ExitCode {
     }
 }
 
+/// Re-read the configuration from the sources the node started with: apply what can change
+/// while running (`log.level`) and name the sections that changed but need a restart. A
+/// configuration that does not load or validate changes nothing.
+fn reloader(sources: Sources, running: Settings, set_level: SetLevel) -> Reload {
+    Arc::new(move || {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        let fresh = crate::conf::load(&sources, &env)
+            .map_err(|e| e.to_string())?
+            .settings;
+        let mut said = Vec::new();
+        match set_level(&fresh.log.level) {
+            Ok(()) => said.push(format!("log.level is now {:?}", fresh.log.level)),
+            Err(e) => said.push(format!("log.level not applied: {e}")),
+        }
+        let sections = [
+            (
+                "debug",
+                format!("{:?}", running.debug),
+                format!("{:?}", fresh.debug),
+            ),
+            (
+                "node",
+                format!("{:?}", running.node),
+                format!("{:?}", fresh.node),
+            ),
+            (
+                "log.format",
+                format!("{:?}", running.log.format),
+                format!("{:?}", fresh.log.format),
+            ),
+            (
+                "http",
+                format!("{:?}", running.http),
+                format!("{:?}", fresh.http),
+            ),
+            (
+                "store",
+                format!("{:?}", running.store),
+                format!("{:?}", fresh.store),
+            ),
+            (
+                "redis",
+                format!("{:?}", running.redis),
+                format!("{:?}", fresh.redis),
+            ),
+            (
+                "queue",
+                format!("{:?}", running.queue),
+                format!("{:?}", fresh.queue),
+            ),
+            (
+                "cluster",
+                format!("{:?}", running.cluster),
+                format!("{:?}", fresh.cluster),
+            ),
+            (
+                "scheduler",
+                format!("{:?}", running.scheduler),
+                format!("{:?}", fresh.scheduler),
+            ),
+            (
+                "supervisor",
+                format!("{:?}", running.supervisor),
+                format!("{:?}", fresh.supervisor),
+            ),
+            (
+                "aws",
+                format!("{:?}", running.aws),
+                format!("{:?}", fresh.aws),
+            ),
+            (
+                "compliance",
+                format!("{:?}", running.compliance),
+                format!("{:?}", fresh.compliance),
+            ),
+        ];
+        let changed: Vec<&str> = sections
+            .iter()
+            .filter(|(_, a, b)| a != b)
+            .map(|(name, _, _)| *name)
+            .collect();
+        if !changed.is_empty() {
+            said.push(format!(
+                "changed, applied at the next restart: {}",
+                changed.join(", ")
+            ));
+        }
+        Ok(said.join("; "))
+    })
+}
+
 /// Run the daemon; returns the process exit code.
-pub fn run(loaded: Loaded) -> ExitCode {
+pub fn run(loaded: Loaded, sources: Sources, set_level: SetLevel) -> ExitCode {
     let settings = loaded.settings;
+    let reload = reloader(sources, settings.clone(), set_level);
     let node = node_id(&settings.node.id);
     tracing::info!(
         stage = %loaded.stage,
@@ -84,7 +193,10 @@ pub fn run(loaded: Loaded) -> ExitCode {
         // a store or Redis that is down is retried until it answers, or until we are told
         // to stop
         let deps = tokio::select! {
-            deps = NodeDeps::connect(&settings, node.clone()) => deps?,
+            deps = NodeDeps::connect(&settings, node.clone()) => NodeDeps {
+                reload: Some(reload.clone()),
+                ..deps?
+            },
             signal = wait_for_signal() => {
                 tracing::info!(signal, "shutdown requested before the node started");
                 return Ok(());
@@ -117,7 +229,18 @@ pub fn run(loaded: Loaded) -> ExitCode {
                 alive.connected()
             }));
         }
-        let signal = wait_for_signal().await;
+        let signal = loop {
+            tokio::select! {
+                signal = wait_for_signal() => break signal,
+                () = hangup() => match reload() {
+                    Ok(summary) => tracing::info!(summary, "configuration reloaded (SIGHUP)"),
+                    Err(error) => tracing::warn!(
+                        error,
+                        "configuration reload refused; the running configuration stays"
+                    ),
+                },
+            }
+        };
         tracing::info!(signal, "shutdown requested");
         crate::notify::stopping();
         let grace = Duration::from_secs(settings.scheduler.shutdown_grace_secs);

@@ -42,6 +42,31 @@ impl Daemon {
         d
     }
 
+    /// Send SIGHUP (reload the configuration).
+    pub fn hangup(&self) {
+        if let Some(c) = &self.child {
+            let _ = std::process::Command::new("kill")
+                .args(["-HUP", &c.id().to_string()])
+                .status();
+        }
+    }
+
+    /// Wait until the log holds `needle`; panics with the log after `limit`.
+    pub fn wait_log(&self, needle: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            let logs = self.logs();
+            if logs.contains(needle) {
+                return logs;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} in the log: {logs}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// SIGKILL: the node dies on the spot, as in a power loss.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -1,4 +1,5 @@
-//! `/v2/cluster/nodes`: the nodes of the cluster, from their heartbeats; draining one.
+//! `/v2/cluster`: the nodes of the cluster, from their heartbeats; draining one; asking every
+//! node to reload its configuration.
 
 use actix_web::{web, HttpResponse};
 use chrono::Utc;
@@ -31,4 +32,19 @@ pub(super) async fn drain(
         })?;
     tracing::info!(node, "drain requested");
     Ok(HttpResponse::Accepted().json(json!({"node": node})))
+}
+
+/// `POST /v2/cluster/reload`: every node re-reads its configuration, applies what can
+/// change while running (the log level) and logs what needs a restart (202).
+pub(super) async fn reload(state: web::Data<ApiState>) -> Result<HttpResponse, super::ApiError> {
+    state
+        .bus
+        .publish(palisade_proto::ClusterEvent::ReloadConfig { node: None })
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "reload not sent");
+            super::ApiError::Unavailable("bus")
+        })?;
+    tracing::info!("configuration reload requested");
+    Ok(HttpResponse::Accepted().json(json!({"reload": "requested"})))
 }

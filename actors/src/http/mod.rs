@@ -167,6 +167,7 @@ pub fn configure(state: ApiState) -> impl FnOnce(&mut web::ServiceConfig) + Clon
                 resource("/v2/cluster/nodes/{id}/drain", "POST")
                     .route(web::post().to(cluster::drain)),
             )
+            .service(resource("/v2/cluster/reload", "POST").route(web::post().to(cluster::reload)))
             .service(resource("/v2/jobs/{id}", "GET").route(web::get().to(jobs::get)))
             .service(resource("/v2/cluster/nodes", "GET").route(web::get().to(cluster::nodes)))
             .service(resource("/v2/resources", "GET").route(web::get().to(resources::list)))
