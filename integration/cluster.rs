@@ -13,6 +13,24 @@ use crate::support::daemon::Daemon;
 use crate::support::moto::{Expected, Moto};
 use crate::REGIONS;
 
+/// What every cluster test starts from: moto seeded with the estate of `regions`, and a
+/// scratch MariaDB database with Palisade's schema.
+struct Bed {
+    moto: Moto,
+    expected: Expected,
+    db: ScratchDb,
+}
+
+impl Bed {
+    fn new(regions: &[&str]) -> Bed {
+        let moto = Moto::start();
+        let expected = moto.seed(regions, &[]);
+        let db = ScratchDb::new();
+        migrate(&db.url());
+        Bed { moto, expected, db }
+    }
+}
+
 /// The environment of a node named `node` with `roles`, plus `extra`.
 fn env(
     moto: &Moto,
@@ -85,10 +103,8 @@ fn forget_prefix(redis: &str, prefix: &str) {
 
 #[test]
 fn a_worker_killed_mid_harvest_loses_no_job_and_duplicates_nothing() {
-    let moto = Moto::start();
-    let expected = moto.seed(&REGIONS, &[]);
-    let db = ScratchDb::new();
-    migrate(&db.url());
+    let bed = Bed::new(&REGIONS);
+    let (moto, db, expected) = (&bed.moto, &bed.db, &bed.expected);
     let (redis, prefix) = (shared_redis_url(), fresh_prefix());
     // a slow harvest (a small token bucket), so that the kill lands in the middle of it
     let slow = [
@@ -96,18 +112,16 @@ fn a_worker_killed_mid_harvest_loses_no_job_and_duplicates_nothing() {
         ("PALISADE__AWS__BURST", "1"),
     ];
     let api = Daemon::start(&env(
-        &moto,
-        &db,
+        moto,
+        db,
         &redis,
         &prefix,
         "it-api",
         "scheduler,interface",
         &[],
     ));
-    let mut w1 =
-        Daemon::start_headless(&env(&moto, &db, &redis, &prefix, "it-w1", "worker", &slow));
-    let mut w2 =
-        Daemon::start_headless(&env(&moto, &db, &redis, &prefix, "it-w2", "worker", &slow));
+    let mut w1 = Daemon::start_headless(&env(moto, db, &redis, &prefix, "it-w1", "worker", &slow));
+    let mut w2 = Daemon::start_headless(&env(moto, db, &redis, &prefix, "it-w2", "worker", &slow));
     let cloud = add_cloud(&api);
 
     let (status, job) = api.request("POST", &format!("/v2/clouds/{cloud}/harvest"), None);
@@ -139,7 +153,7 @@ fn a_worker_killed_mid_harvest_loses_no_job_and_duplicates_nothing() {
     );
     api.wait_idle(Duration::from_secs(120));
 
-    assert_inventory(&api, &expected);
+    assert_inventory(&api, expected);
     let total: u64 = expected.types.values().sum();
     let rows = db.scalar("SELECT COUNT(*) FROM resources WHERE deleted_at IS NULL");
     let distinct = db.scalar("SELECT COUNT(DISTINCT cloud, rtype, region, id) FROM resources");
@@ -157,15 +171,13 @@ fn a_worker_killed_mid_harvest_loses_no_job_and_duplicates_nothing() {
 
 #[test]
 fn the_standby_scheduler_takes_over_when_the_leader_is_killed() {
-    let moto = Moto::start();
-    moto.seed(&REGIONS[..1], &[]);
-    let db = ScratchDb::new();
-    migrate(&db.url());
+    let bed = Bed::new(&REGIONS[..1]);
+    let (moto, db) = (&bed.moto, &bed.db);
     let (redis, prefix) = (shared_redis_url(), fresh_prefix());
     let cadence = [("PALISADE__SCHEDULER__HARVEST_INTERVAL_SECS", "6")];
     let api = Daemon::start(&env(
-        &moto,
-        &db,
+        moto,
+        db,
         &redis,
         &prefix,
         "it-w",
@@ -174,8 +186,8 @@ fn the_standby_scheduler_takes_over_when_the_leader_is_killed() {
     ));
     add_cloud(&api);
     let mut s1 = Daemon::start_headless(&env(
-        &moto,
-        &db,
+        moto,
+        db,
         &redis,
         &prefix,
         "it-s1",
@@ -198,8 +210,8 @@ fn the_standby_scheduler_takes_over_when_the_leader_is_killed() {
     };
     let first = leader("it-s1", Duration::from_secs(10));
     let s2 = Daemon::start_headless(&env(
-        &moto,
-        &db,
+        moto,
+        db,
         &redis,
         &prefix,
         "it-s2",
@@ -255,15 +267,13 @@ fn the_standby_scheduler_takes_over_when_the_leader_is_killed() {
 
 #[test]
 fn nodes_ride_out_a_redis_restart_and_drop_forged_bus_messages() {
-    let moto = Moto::start();
-    let expected = moto.seed(&REGIONS, &[]);
-    let db = ScratchDb::new();
-    migrate(&db.url());
+    let bed = Bed::new(&REGIONS);
+    let (moto, db, expected) = (&bed.moto, &bed.db, &bed.expected);
     let mut redis = PrivateRedis::start();
     let prefix = fresh_prefix();
     let node = Daemon::start(&env(
-        &moto,
-        &db,
+        moto,
+        db,
         &redis.url(),
         &prefix,
         "it-all",
@@ -291,7 +301,7 @@ fn nodes_ride_out_a_redis_restart_and_drop_forged_bus_messages() {
     });
     assert_eq!(done["state"], "done", "{done}");
     node.wait_idle(Duration::from_secs(120));
-    assert_inventory(&node, &expected);
+    assert_inventory(&node, expected);
 
     // hostile messages on the bus channel: dropped, counted, and the node lives on
     let channel = format!("{prefix}events");
@@ -350,10 +360,8 @@ fn nodes_ride_out_a_redis_restart_and_drop_forged_bus_messages() {
 
 #[test]
 fn jobs_retry_through_a_mysql_outage_and_nothing_stored_is_lost() {
-    let moto = Moto::start();
-    let expected = moto.seed(&REGIONS, &[]);
-    let db = ScratchDb::new();
-    migrate(&db.url());
+    let bed = Bed::new(&REGIONS);
+    let (moto, db, expected) = (&bed.moto, &bed.db, &bed.expected);
     let relay = TcpRelay::start("127.0.0.1:3306");
     // prefer_socket=false: else mysql_async moves to the server's Unix socket, past the relay
     let via_relay = format!(
@@ -362,8 +370,8 @@ fn jobs_retry_through_a_mysql_outage_and_nothing_stored_is_lost() {
     );
     let (redis, prefix) = (shared_redis_url(), fresh_prefix());
     let mut vars = env(
-        &moto,
-        &db,
+        moto,
+        db,
         &redis,
         &prefix,
         "it-solo",
@@ -389,7 +397,7 @@ fn jobs_retry_through_a_mysql_outage_and_nothing_stored_is_lost() {
     });
     assert_eq!(done["state"], "done", "{done}");
     node.wait_idle(Duration::from_secs(120));
-    assert_inventory(&node, &expected);
+    assert_inventory(&node, expected);
 
     // MySQL goes away in the middle of a second harvest, for a few seconds
     let (_, job) = node.request("POST", &format!("/v2/clouds/{cloud}/harvest"), None);
@@ -418,7 +426,7 @@ fn jobs_retry_through_a_mysql_outage_and_nothing_stored_is_lost() {
         "the job retried and completed: {done}"
     );
     node.wait_idle(Duration::from_secs(120));
-    assert_inventory(&node, &expected);
+    assert_inventory(&node, expected);
     assert_eq!(node.get("/readyz")["status"], "ready");
     let logs = node.logs();
     assert!(
@@ -431,25 +439,23 @@ fn jobs_retry_through_a_mysql_outage_and_nothing_stored_is_lost() {
 
 #[test]
 fn a_cancelled_job_is_dead_lettered_and_requeued_and_a_drained_worker_takes_nothing() {
-    let moto = Moto::start();
-    let expected = moto.seed(&REGIONS, &[]);
-    let db = ScratchDb::new();
-    migrate(&db.url());
+    let bed = Bed::new(&REGIONS);
+    let (moto, db, expected) = (&bed.moto, &bed.db, &bed.expected);
     let (redis, prefix) = (shared_redis_url(), fresh_prefix());
     let slow = [
         ("PALISADE__AWS__REQUESTS_PER_SECOND", "10"),
         ("PALISADE__AWS__BURST", "1"),
     ];
     let api = Daemon::start(&env(
-        &moto,
-        &db,
+        moto,
+        db,
         &redis,
         &prefix,
         "it-api",
         "scheduler,interface",
         &[],
     ));
-    let worker = Daemon::start_headless(&env(&moto, &db, &redis, &prefix, "it-w", "worker", &slow));
+    let worker = Daemon::start_headless(&env(moto, db, &redis, &prefix, "it-w", "worker", &slow));
     let cloud = add_cloud(&api);
 
     // cancel a running harvest: it stops on its node, failed for good, in the dead letters
@@ -487,7 +493,7 @@ fn a_cancelled_job_is_dead_lettered_and_requeued_and_a_drained_worker_takes_noth
     });
     assert_eq!(done["state"], "done", "{done}");
     api.wait_idle(Duration::from_secs(120));
-    assert_inventory(&api, &expected);
+    assert_inventory(&api, expected);
     assert_eq!(api.get("/v2/jobs/queues")["dead_letter"], 0);
 
     // drained, the worker takes no new job; the job waits in the queue

@@ -98,71 +98,24 @@ fn reloader(sources: Sources, running: Settings, set_level: SetLevel) -> Reload 
             Ok(()) => said.push(format!("log.level is now {:?}", fresh.log.level)),
             Err(e) => said.push(format!("log.level not applied: {e}")),
         }
-        let sections = [
-            (
-                "debug",
-                format!("{:?}", running.debug),
-                format!("{:?}", fresh.debug),
-            ),
-            (
-                "node",
-                format!("{:?}", running.node),
-                format!("{:?}", fresh.node),
-            ),
-            (
-                "log.format",
-                format!("{:?}", running.log.format),
-                format!("{:?}", fresh.log.format),
-            ),
-            (
-                "http",
-                format!("{:?}", running.http),
-                format!("{:?}", fresh.http),
-            ),
-            (
-                "store",
-                format!("{:?}", running.store),
-                format!("{:?}", fresh.store),
-            ),
-            (
-                "redis",
-                format!("{:?}", running.redis),
-                format!("{:?}", fresh.redis),
-            ),
-            (
-                "queue",
-                format!("{:?}", running.queue),
-                format!("{:?}", fresh.queue),
-            ),
-            (
-                "cluster",
-                format!("{:?}", running.cluster),
-                format!("{:?}", fresh.cluster),
-            ),
-            (
-                "scheduler",
-                format!("{:?}", running.scheduler),
-                format!("{:?}", fresh.scheduler),
-            ),
-            (
-                "supervisor",
-                format!("{:?}", running.supervisor),
-                format!("{:?}", fresh.supervisor),
-            ),
-            (
-                "aws",
-                format!("{:?}", running.aws),
-                format!("{:?}", fresh.aws),
-            ),
-            (
-                "compliance",
-                format!("{:?}", running.compliance),
-                format!("{:?}", fresh.compliance),
-            ),
+        let (a, b) = (&running, &fresh);
+        let sections: [(&str, &dyn std::fmt::Debug, &dyn std::fmt::Debug); 12] = [
+            ("debug", &a.debug, &b.debug),
+            ("node", &a.node, &b.node),
+            ("log.format", &a.log.format, &b.log.format),
+            ("http", &a.http, &b.http),
+            ("store", &a.store, &b.store),
+            ("redis", &a.redis, &b.redis),
+            ("queue", &a.queue, &b.queue),
+            ("cluster", &a.cluster, &b.cluster),
+            ("scheduler", &a.scheduler, &b.scheduler),
+            ("supervisor", &a.supervisor, &b.supervisor),
+            ("aws", &a.aws, &b.aws),
+            ("compliance", &a.compliance, &b.compliance),
         ];
         let changed: Vec<&str> = sections
             .iter()
-            .filter(|(_, a, b)| a != b)
+            .filter(|(_, a, b)| format!("{a:?}") != format!("{b:?}"))
             .map(|(name, _, _)| *name)
             .collect();
         if !changed.is_empty() {

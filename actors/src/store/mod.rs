@@ -253,6 +253,82 @@ impl RawPage {
     }
 }
 
+/// A stored resource's columns as a backend reads them (text, and times in milliseconds),
+/// decoded here the same way for every backend.
+pub(crate) struct StoredResource<'a> {
+    pub uid: &'a str,
+    pub cloud: &'a str,
+    pub provider: &'a str,
+    pub account: &'a str,
+    pub region: &'a str,
+    pub rtype: &'a str,
+    pub id: &'a str,
+    pub name: &'a str,
+    pub tags: &'a str,
+    pub properties: &'a str,
+    pub first_seen: i64,
+    pub last_seen: i64,
+    pub deleted_at: Option<i64>,
+}
+
+/// A stored provider and type, parsed; an unknown one is corruption of resource `uid`.
+pub(crate) fn stored_kind(
+    uid: &str,
+    provider: &str,
+    rtype: &str,
+) -> Result<(Provider, ResourceType), StoreError> {
+    let corrupt = |what: &str, detail: String| {
+        StoreError::Corrupt(format!("resource {uid}: {what}: {detail}"))
+    };
+    Ok((
+        provider
+            .parse()
+            .map_err(|e: String| corrupt("provider", e))?,
+        rtype.parse().map_err(|e: String| corrupt("type", e))?,
+    ))
+}
+
+/// A stored time in milliseconds since the epoch.
+pub(crate) fn time_from_ms(ms: i64, what: &str) -> Result<Timestamp, StoreError> {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .ok_or_else(|| StoreError::Corrupt(format!("{what} {ms} is not a valid time")))
+}
+
+impl StoredResource<'_> {
+    pub(crate) fn decode(self) -> Result<Resource, StoreError> {
+        let uid = self.uid;
+        let corrupt = |what: &str, detail: String| {
+            StoreError::Corrupt(format!("resource {uid}: {what}: {detail}"))
+        };
+        let (provider, rtype) = stored_kind(uid, self.provider, self.rtype)?;
+        let tags = if self.tags == "{}" {
+            BTreeMap::new()
+        } else {
+            serde_json::from_str(self.tags).map_err(|e| corrupt("tags", e.to_string()))?
+        };
+        let properties = serde_json::from_str(self.properties)
+            .map_err(|e| corrupt("properties", e.to_string()))?;
+        Ok(Resource {
+            uid: ResourceUid(uid.to_owned()),
+            cloud: CloudId(self.cloud.to_owned()),
+            provider,
+            account: self.account.to_owned(),
+            region: self.region.to_owned(),
+            rtype,
+            id: self.id.to_owned(),
+            name: self.name.to_owned(),
+            tags,
+            properties,
+            first_seen: time_from_ms(self.first_seen, "first_seen")?,
+            last_seen: time_from_ms(self.last_seen, "last_seen")?,
+            deleted_at: self
+                .deleted_at
+                .map(|v| time_from_ms(v, "deleted_at"))
+                .transpose()?,
+        })
+    }
+}
+
 /// The resources a finished harvest of one (cloud, type, region) no longer saw.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DeletionSweep {

@@ -21,8 +21,6 @@ use std::future::Future;
 use std::time::Duration;
 use tracing::{debug, info, warn};
 
-use palisade_proto::Provider;
-
 /// The migrations this build knows, in order; the last one's version is the schema version.
 const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("mysql/migrations/0001_init.sql"))];
 
@@ -778,11 +776,6 @@ fn ms(ts: Timestamp) -> i64 {
     ts.timestamp_millis()
 }
 
-fn from_ms(ms: i64, what: &str) -> Result<Timestamp, StoreError> {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .ok_or_else(|| StoreError::Corrupt(format!("{what} {ms} is not a valid time")))
-}
-
 /// A key value longer than its column: the statement would fail, so say which and why.
 fn check_len(what: &str, owner: &str, value: &str, max: usize) -> Result<(), StoreError> {
     if value.len() > max {
@@ -904,41 +897,22 @@ fn opt_int(row: &Row, idx: usize) -> Result<Option<i64>, StoreError> {
 
 /// A row of [`RESOURCE_COLUMNS`] as a resource.
 fn resource_from_row(row: &Row) -> Result<Resource, StoreError> {
-    let uid = text(row, 0)?;
-    let corrupt = |what: &str, detail: String| {
-        StoreError::Corrupt(format!("resource {uid}: {what}: {detail}"))
-    };
-    let provider: Provider = text(row, 2)?
-        .parse()
-        .map_err(|e: String| corrupt("provider", e))?;
-    let rtype: ResourceType = text(row, 5)?
-        .parse()
-        .map_err(|e: String| corrupt("type", e))?;
-    let tags_json = text(row, 11)?;
-    let tags = if tags_json == "{}" {
-        BTreeMap::new()
-    } else {
-        serde_json::from_str(tags_json).map_err(|e| corrupt("tags", e.to_string()))?
-    };
-    let properties =
-        serde_json::from_str(text(row, 12)?).map_err(|e| corrupt("properties", e.to_string()))?;
-    Ok(Resource {
-        uid: ResourceUid(uid.to_owned()),
-        cloud: CloudId(text(row, 1)?.to_owned()),
-        provider,
-        account: text(row, 3)?.to_owned(),
-        region: text(row, 4)?.to_owned(),
-        rtype,
-        id: text(row, 6)?.to_owned(),
-        name: text(row, 7)?.to_owned(),
-        tags,
-        properties,
-        first_seen: from_ms(int(row, 8)?, "first_seen")?,
-        last_seen: from_ms(int(row, 9)?, "last_seen")?,
-        deleted_at: opt_int(row, 10)?
-            .map(|v| from_ms(v, "deleted_at"))
-            .transpose()?,
-    })
+    StoredResource {
+        uid: text(row, 0)?,
+        cloud: text(row, 1)?,
+        provider: text(row, 2)?,
+        account: text(row, 3)?,
+        region: text(row, 4)?,
+        rtype: text(row, 5)?,
+        id: text(row, 6)?,
+        name: text(row, 7)?,
+        first_seen: int(row, 8)?,
+        last_seen: int(row, 9)?,
+        deleted_at: opt_int(row, 10)?,
+        tags: text(row, 11)?,
+        properties: text(row, 12)?,
+    }
+    .decode()
 }
 
 /// A row of [`listed_finding_columns`] as a finding.
@@ -964,10 +938,10 @@ fn finding_from_row(row: &Row) -> Result<Finding, StoreError> {
         region: text(row, 4)?.to_owned(),
         cloud: CloudId(text(row, 5)?.to_owned()),
         state,
-        first_seen: from_ms(int(row, 7)?, "first_seen")?,
-        last_seen: from_ms(int(row, 8)?, "last_seen")?,
+        first_seen: time_from_ms(int(row, 7)?, "first_seen")?,
+        last_seen: time_from_ms(int(row, 8)?, "last_seen")?,
         resolved_at: opt_int(row, 9)?
-            .map(|v| from_ms(v, "resolved_at"))
+            .map(|v| time_from_ms(v, "resolved_at"))
             .transpose()?,
     })
 }
@@ -982,7 +956,7 @@ fn cloud_from_row(row: &Row) -> Result<CloudAccount, StoreError> {
         name: text(row, 2)?.to_owned(),
         regions: serde_json::from_str(text(row, 3)?).map_err(|_| corrupt("regions"))?,
         credentials: serde_json::from_str(text(row, 4)?).map_err(|_| corrupt("credentials"))?,
-        created_at: from_ms(int(row, 5)?, "created_at")?,
+        created_at: time_from_ms(int(row, 5)?, "created_at")?,
     })
 }
 
