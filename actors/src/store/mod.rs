@@ -253,22 +253,13 @@ impl RawPage {
     }
 }
 
-/// A stored resource's columns as a backend reads them (text, and times in milliseconds),
-/// decoded here the same way for every backend.
-pub(crate) struct StoredResource<'a> {
-    pub uid: &'a str,
-    pub cloud: &'a str,
-    pub provider: &'a str,
-    pub account: &'a str,
-    pub region: &'a str,
-    pub rtype: &'a str,
-    pub id: &'a str,
-    pub name: &'a str,
-    pub tags: &'a str,
-    pub properties: &'a str,
-    pub first_seen: i64,
-    pub last_seen: i64,
-    pub deleted_at: Option<i64>,
+/// One row a backend read, column by column: what the shared decoders below need. Both
+/// backends store the same columns in the same order, so a row decodes the same way on
+/// either.
+pub(crate) trait StoredRow {
+    fn text(&self, idx: usize) -> Result<&str, StoreError>;
+    fn int(&self, idx: usize) -> Result<i64, StoreError>;
+    fn opt_int(&self, idx: usize) -> Result<Option<i64>, StoreError>;
 }
 
 /// A stored provider and type, parsed; an unknown one is corruption of resource `uid`.
@@ -294,39 +285,89 @@ pub(crate) fn time_from_ms(ms: i64, what: &str) -> Result<Timestamp, StoreError>
         .ok_or_else(|| StoreError::Corrupt(format!("{what} {ms} is not a valid time")))
 }
 
-impl StoredResource<'_> {
-    pub(crate) fn decode(self) -> Result<Resource, StoreError> {
-        let uid = self.uid;
-        let corrupt = |what: &str, detail: String| {
-            StoreError::Corrupt(format!("resource {uid}: {what}: {detail}"))
-        };
-        let (provider, rtype) = stored_kind(uid, self.provider, self.rtype)?;
-        let tags = if self.tags == "{}" {
-            BTreeMap::new()
-        } else {
-            serde_json::from_str(self.tags).map_err(|e| corrupt("tags", e.to_string()))?
-        };
-        let properties = serde_json::from_str(self.properties)
-            .map_err(|e| corrupt("properties", e.to_string()))?;
-        Ok(Resource {
-            uid: ResourceUid(uid.to_owned()),
-            cloud: CloudId(self.cloud.to_owned()),
-            provider,
-            account: self.account.to_owned(),
-            region: self.region.to_owned(),
-            rtype,
-            id: self.id.to_owned(),
-            name: self.name.to_owned(),
-            tags,
-            properties,
-            first_seen: time_from_ms(self.first_seen, "first_seen")?,
-            last_seen: time_from_ms(self.last_seen, "last_seen")?,
-            deleted_at: self
-                .deleted_at
-                .map(|v| time_from_ms(v, "deleted_at"))
-                .transpose()?,
-        })
-    }
+/// A row of `uid, cloud, provider, account, region, rtype, id, name, first_seen, last_seen,
+/// deleted_at, tags, properties` as a resource.
+pub(crate) fn resource_from_row(row: &impl StoredRow) -> Result<Resource, StoreError> {
+    let uid = row.text(0)?;
+    let corrupt = |what: &str, detail: String| {
+        StoreError::Corrupt(format!("resource {uid}: {what}: {detail}"))
+    };
+    let (provider, rtype) = stored_kind(uid, row.text(2)?, row.text(5)?)?;
+    let tags_json = row.text(11)?;
+    let tags = if tags_json == "{}" {
+        BTreeMap::new()
+    } else {
+        serde_json::from_str(tags_json).map_err(|e| corrupt("tags", e.to_string()))?
+    };
+    let properties =
+        serde_json::from_str(row.text(12)?).map_err(|e| corrupt("properties", e.to_string()))?;
+    Ok(Resource {
+        uid: ResourceUid(uid.to_owned()),
+        cloud: CloudId(row.text(1)?.to_owned()),
+        provider,
+        account: row.text(3)?.to_owned(),
+        region: row.text(4)?.to_owned(),
+        rtype,
+        id: row.text(6)?.to_owned(),
+        name: row.text(7)?.to_owned(),
+        tags,
+        properties,
+        first_seen: time_from_ms(row.int(8)?, "first_seen")?,
+        last_seen: time_from_ms(row.int(9)?, "last_seen")?,
+        deleted_at: row
+            .opt_int(10)?
+            .map(|v| time_from_ms(v, "deleted_at"))
+            .transpose()?,
+    })
+}
+
+/// A row of `insight, resource_uid, resource, resource_type, region, cloud, state,
+/// first_seen, last_seen, resolved_at` as a finding.
+pub(crate) fn finding_from_row(row: &impl StoredRow) -> Result<Finding, StoreError> {
+    let insight = row.text(0)?;
+    let rtype: ResourceType = row
+        .text(3)?
+        .parse()
+        .map_err(|e: String| StoreError::Corrupt(format!("finding of {insight}: {e}")))?;
+    let state = match row.text(6)? {
+        "open" => FindingState::Open,
+        "resolved" => FindingState::Resolved,
+        other => {
+            return Err(StoreError::Corrupt(format!(
+                "finding of {insight}: unknown state {other:?}"
+            )))
+        }
+    };
+    Ok(Finding {
+        insight: InsightId(insight.to_owned()),
+        resource_uid: ResourceUid(row.text(1)?.to_owned()),
+        resource: row.text(2)?.to_owned(),
+        resource_type: rtype,
+        region: row.text(4)?.to_owned(),
+        cloud: CloudId(row.text(5)?.to_owned()),
+        state,
+        first_seen: time_from_ms(row.int(7)?, "first_seen")?,
+        last_seen: time_from_ms(row.int(8)?, "last_seen")?,
+        resolved_at: row
+            .opt_int(9)?
+            .map(|v| time_from_ms(v, "resolved_at"))
+            .transpose()?,
+    })
+}
+
+/// A row of `id, provider, name, regions, credentials, created_at` as a cloud account.
+/// Errors never quote the credentials.
+pub(crate) fn cloud_from_row(row: &impl StoredRow) -> Result<CloudAccount, StoreError> {
+    let id = row.text(0)?;
+    let corrupt = |what: &str| StoreError::Corrupt(format!("cloud {id}: {what} is not valid"));
+    Ok(CloudAccount {
+        id: CloudId(id.to_owned()),
+        provider: row.text(1)?.parse().map_err(|_| corrupt("provider"))?,
+        name: row.text(2)?.to_owned(),
+        regions: serde_json::from_str(row.text(3)?).map_err(|_| corrupt("regions"))?,
+        credentials: serde_json::from_str(row.text(4)?).map_err(|_| corrupt("credentials"))?,
+        created_at: time_from_ms(row.int(5)?, "created_at")?,
+    })
 }
 
 /// The resources a finished harvest of one (cloud, type, region) no longer saw.

@@ -895,69 +895,18 @@ fn opt_int(row: &Row, idx: usize) -> Result<Option<i64>, StoreError> {
     }
 }
 
-/// A row of [`RESOURCE_COLUMNS`] as a resource.
-fn resource_from_row(row: &Row) -> Result<Resource, StoreError> {
-    StoredResource {
-        uid: text(row, 0)?,
-        cloud: text(row, 1)?,
-        provider: text(row, 2)?,
-        account: text(row, 3)?,
-        region: text(row, 4)?,
-        rtype: text(row, 5)?,
-        id: text(row, 6)?,
-        name: text(row, 7)?,
-        first_seen: int(row, 8)?,
-        last_seen: int(row, 9)?,
-        deleted_at: opt_int(row, 10)?,
-        tags: text(row, 11)?,
-        properties: text(row, 12)?,
+impl StoredRow for Row {
+    fn text(&self, idx: usize) -> Result<&str, StoreError> {
+        text(self, idx)
     }
-    .decode()
-}
 
-/// A row of [`listed_finding_columns`] as a finding.
-fn finding_from_row(row: &Row) -> Result<Finding, StoreError> {
-    let insight = text(row, 0)?;
-    let rtype: ResourceType = text(row, 3)?
-        .parse()
-        .map_err(|e: String| StoreError::Corrupt(format!("finding of {insight}: {e}")))?;
-    let state = match text(row, 6)? {
-        "open" => FindingState::Open,
-        "resolved" => FindingState::Resolved,
-        other => {
-            return Err(StoreError::Corrupt(format!(
-                "finding of {insight}: unknown state {other:?}"
-            )))
-        }
-    };
-    Ok(Finding {
-        insight: InsightId(insight.to_owned()),
-        resource_uid: ResourceUid(text(row, 1)?.to_owned()),
-        resource: text(row, 2)?.to_owned(),
-        resource_type: rtype,
-        region: text(row, 4)?.to_owned(),
-        cloud: CloudId(text(row, 5)?.to_owned()),
-        state,
-        first_seen: time_from_ms(int(row, 7)?, "first_seen")?,
-        last_seen: time_from_ms(int(row, 8)?, "last_seen")?,
-        resolved_at: opt_int(row, 9)?
-            .map(|v| time_from_ms(v, "resolved_at"))
-            .transpose()?,
-    })
-}
+    fn int(&self, idx: usize) -> Result<i64, StoreError> {
+        int(self, idx)
+    }
 
-/// A row of the clouds table as a cloud account. Errors never quote the credentials.
-fn cloud_from_row(row: &Row) -> Result<CloudAccount, StoreError> {
-    let id = text(row, 0)?;
-    let corrupt = |what: &str| StoreError::Corrupt(format!("cloud {id}: {what} is not valid"));
-    Ok(CloudAccount {
-        id: CloudId(id.to_owned()),
-        provider: text(row, 1)?.parse().map_err(|_| corrupt("provider"))?,
-        name: text(row, 2)?.to_owned(),
-        regions: serde_json::from_str(text(row, 3)?).map_err(|_| corrupt("regions"))?,
-        credentials: serde_json::from_str(text(row, 4)?).map_err(|_| corrupt("credentials"))?,
-        created_at: time_from_ms(int(row, 5)?, "created_at")?,
-    })
+    fn opt_int(&self, idx: usize) -> Result<Option<i64>, StoreError> {
+        opt_int(self, idx)
+    }
 }
 
 const CLOUD_COLUMNS: &str = "id, provider, name, regions, credentials, created_at";
@@ -1201,7 +1150,9 @@ impl Store for MysqlStore {
         };
         let (listing, filter, args) = (&listing, &filter, &args);
         self.run("list_resources", move || {
-            self.page(listing, filter, args, q.limit, q.offset, resource_from_row)
+            self.page(listing, filter, args, q.limit, q.offset, |r| {
+                resource_from_row(r)
+            })
         })
         .await
     }
@@ -1398,7 +1349,9 @@ impl Store for MysqlStore {
         };
         let (listing, filter, args) = (&listing, &filter, &args);
         self.run("list_findings", move || {
-            self.page(listing, filter, args, q.limit, q.offset, finding_from_row)
+            self.page(listing, filter, args, q.limit, q.offset, |r| {
+                finding_from_row(r)
+            })
         })
         .await
     }

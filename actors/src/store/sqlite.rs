@@ -412,69 +412,18 @@ fn opt_int(row: &Row<'_>, idx: usize) -> Result<Option<i64>, StoreError> {
     }
 }
 
-/// A row of [`RESOURCE_COLUMNS`] as a resource.
-fn resource_from_row(row: &Row<'_>) -> Result<Resource, StoreError> {
-    StoredResource {
-        uid: text(row, 0)?,
-        cloud: text(row, 1)?,
-        provider: text(row, 2)?,
-        account: text(row, 3)?,
-        region: text(row, 4)?,
-        rtype: text(row, 5)?,
-        id: text(row, 6)?,
-        name: text(row, 7)?,
-        first_seen: int(row, 8)?,
-        last_seen: int(row, 9)?,
-        deleted_at: opt_int(row, 10)?,
-        tags: text(row, 11)?,
-        properties: text(row, 12)?,
+impl StoredRow for Row<'_> {
+    fn text(&self, idx: usize) -> Result<&str, StoreError> {
+        text(self, idx)
     }
-    .decode()
-}
 
-/// A row of [`listed_finding_columns`] as a finding.
-fn finding_from_row(row: &Row<'_>) -> Result<Finding, StoreError> {
-    let insight = text(row, 0)?;
-    let rtype: ResourceType = text(row, 3)?
-        .parse()
-        .map_err(|e: String| StoreError::Corrupt(format!("finding of {insight}: {e}")))?;
-    let state = match text(row, 6)? {
-        "open" => FindingState::Open,
-        "resolved" => FindingState::Resolved,
-        other => {
-            return Err(StoreError::Corrupt(format!(
-                "finding of {insight}: unknown state {other:?}"
-            )))
-        }
-    };
-    Ok(Finding {
-        insight: InsightId(insight.to_owned()),
-        resource_uid: ResourceUid(text(row, 1)?.to_owned()),
-        resource: text(row, 2)?.to_owned(),
-        resource_type: rtype,
-        region: text(row, 4)?.to_owned(),
-        cloud: CloudId(text(row, 5)?.to_owned()),
-        state,
-        first_seen: time_from_ms(int(row, 7)?, "first_seen")?,
-        last_seen: time_from_ms(int(row, 8)?, "last_seen")?,
-        resolved_at: opt_int(row, 9)?
-            .map(|v| time_from_ms(v, "resolved_at"))
-            .transpose()?,
-    })
-}
+    fn int(&self, idx: usize) -> Result<i64, StoreError> {
+        int(self, idx)
+    }
 
-/// A row of the clouds table as a cloud account. Errors never quote the credentials.
-fn cloud_from_row(row: &Row<'_>) -> Result<CloudAccount, StoreError> {
-    let id = text(row, 0)?;
-    let corrupt = |what: &str| StoreError::Corrupt(format!("cloud {id}: {what} is not valid"));
-    Ok(CloudAccount {
-        id: CloudId(id.to_owned()),
-        provider: text(row, 1)?.parse().map_err(|_| corrupt("provider"))?,
-        name: text(row, 2)?.to_owned(),
-        regions: serde_json::from_str(text(row, 3)?).map_err(|_| corrupt("regions"))?,
-        credentials: serde_json::from_str(text(row, 4)?).map_err(|_| corrupt("credentials"))?,
-        created_at: time_from_ms(int(row, 5)?, "created_at")?,
-    })
+    fn opt_int(&self, idx: usize) -> Result<Option<i64>, StoreError> {
+        opt_int(self, idx)
+    }
 }
 
 /// Run a prepared (cached) query and decode every row.
@@ -715,7 +664,7 @@ impl Store for SqliteStore {
                  WHERE id = ?1",
                 params![id],
                 1,
-                cloud_from_row,
+                |r| cloud_from_row(r),
             )?;
             Ok(found.pop())
         })
@@ -730,7 +679,7 @@ impl Store for SqliteStore {
                  ORDER BY created_at, id",
                 [],
                 0,
-                cloud_from_row,
+                |r| cloud_from_row(r),
             )
         })
         .await
@@ -846,7 +795,7 @@ impl Store for SqliteStore {
                 columns: RESOURCE_COLUMNS,
                 order: "rtype, region, id, uid",
             };
-            listing.page(conn, &filter, args, limit, offset, resource_from_row)
+            listing.page(conn, &filter, args, limit, offset, |r| resource_from_row(r))
         })
         .await
     }
@@ -859,7 +808,7 @@ impl Store for SqliteStore {
                 &format!("SELECT {RESOURCE_COLUMNS} FROM resources WHERE uid = ?1"),
                 params![key],
                 1,
-                resource_from_row,
+                |r| resource_from_row(r),
             )?;
             if let Some(r) = by_uid.into_iter().next() {
                 return Ok(Some(r));
@@ -872,7 +821,7 @@ impl Store for SqliteStore {
                 ),
                 params![key],
                 2,
-                resource_from_row,
+                |r| resource_from_row(r),
             )?;
             Ok(if by_id.len() == 1 { by_id.pop() } else { None })
         })
@@ -893,13 +842,9 @@ impl Store for SqliteStore {
         // Pre-size for a full page, within reason.
         let cap = limit.min(10_000);
         self.read("scan_resources", move |conn| {
-            collect(
-                conn,
-                &sql,
-                params_from_iter(args.iter()),
-                cap,
-                resource_from_row,
-            )
+            collect(conn, &sql, params_from_iter(args.iter()), cap, |r| {
+                resource_from_row(r)
+            })
         })
         .await
     }
@@ -1163,7 +1108,7 @@ impl Store for SqliteStore {
                 columns: &columns,
                 order: "insight, resource_uid",
             };
-            listing.page(conn, &filter, args, limit, offset, finding_from_row)
+            listing.page(conn, &filter, args, limit, offset, |r| finding_from_row(r))
         })
         .await
     }
