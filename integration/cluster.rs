@@ -514,3 +514,33 @@ fn a_cancelled_job_is_dead_lettered_and_requeued_and_a_drained_worker_takes_noth
     assert_eq!(api.get(&format!("/v2/jobs/{waiting}"))["state"], "queued");
     forget_prefix(&redis, &prefix);
 }
+
+#[test]
+fn a_node_that_cannot_reach_its_backends_says_so_retries_and_still_stops_cleanly() {
+    let db = ScratchDb::new();
+    migrate(&db.url());
+    let mut node = Daemon::start_headless_unready(&node_env(
+        "it-lonely",
+        "worker",
+        &db.url(),
+        "redis://127.0.0.1:1",
+        &fresh_prefix(),
+    ));
+    let logs = node.wait_log(
+        "cannot reach redis queue; retrying",
+        Duration::from_secs(20),
+    );
+    assert!(!logs.contains("supervisor started"), "{logs}");
+    // it keeps trying, one line an attempt
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while node.logs().matches("cannot reach redis queue").count() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "no second attempt: {}",
+            node.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = node.terminate(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0), "{}", node.logs());
+}

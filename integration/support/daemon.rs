@@ -67,6 +67,11 @@ impl Daemon {
         }
     }
 
+    /// Start a node and return at once, ready or not.
+    pub fn start_headless_unready(env: &[(String, String)]) -> Daemon {
+        Daemon::spawn(env)
+    }
+
     /// SIGKILL: the node dies on the spot, as in a power loss.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
