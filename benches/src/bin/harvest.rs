@@ -32,41 +32,20 @@
 //! daemon's RUST_LOG, default warn; info shows per-unit completion times)]`.
 #![allow(clippy::print_stdout)] // a load generator's output is its figures
 
+use palisade_benches::{counts, free_port, python, seed, Moto, Reaped, REGIONS, SCRUBBED_ENV};
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use chrono::DateTime;
 use serde_json::{json, Value};
 
-const REGIONS: [&str; 2] = ["us-east-1", "eu-west-1"];
 const DEFAULT_SCALE: u64 = 2000;
 const SAMPLE: Duration = Duration::from_millis(50);
 const TIME_RATIO_TARGET: f64 = 1.1;
 const RSS_TARGET_MB: f64 = 64.0;
-
-/// Variables the daemon must not inherit from the caller's shell.
-const SCRUBBED_ENV: &[&str] = &[
-    "http_proxy",
-    "HTTP_PROXY",
-    "https_proxy",
-    "HTTPS_PROXY",
-    "no_proxy",
-    "NO_PROXY",
-    "all_proxy",
-    "ALL_PROXY",
-    "AWS_PROFILE",
-    "AWS_SESSION_TOKEN",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "PALISADE_CONF_DIR",
-    "PALISADE_ENV_FILE",
-    "RUST_LOG",
-    "STAGE",
-];
 
 struct Args {
     scale: u64,
@@ -155,110 +134,6 @@ fn main() -> Result<()> {
     report(&first, &second, &run);
     println!("daemon log: {}", log.display());
     Ok(())
-}
-
-/// The Python with moto and boto3: `PALISADE_TEST_PYTHON`, else
-/// `~/.cache/palisade/test-venv/bin/python` when it exists, else `python3`.
-fn python() -> String {
-    if let Ok(p) = std::env::var("PALISADE_TEST_PYTHON") {
-        return p;
-    }
-    if let Some(home) = std::env::var_os("HOME") {
-        let venv = Path::new(&home).join(".cache/palisade/test-venv/bin/python");
-        if venv.exists() {
-            return venv.display().to_string();
-        }
-    }
-    "python3".into()
-}
-
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-/// A child process killed (and reaped) on drop.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-struct Moto {
-    _child: Reaped,
-    port: u16,
-}
-
-impl Moto {
-    fn start() -> Result<Moto> {
-        let port = free_port()?;
-        let child = Command::new(python())
-            .args([
-                "-m",
-                "moto.server",
-                "-H",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-            ])
-            .env("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("start moto with {}", python()))?;
-        let moto = Moto {
-            _child: Reaped(child),
-            port,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while ureq::get(&format!("{}/moto-api/", moto.endpoint()))
-            .timeout(Duration::from_secs(2))
-            .call()
-            .is_err()
-        {
-            if Instant::now() > deadline {
-                bail!("moto did not come up on port {port}");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Ok(moto)
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-}
-
-/// Seed the estate; returns the resource counts per type estate.py read back.
-fn seed(root: &Path, endpoint: &str, scale: u64) -> Result<BTreeMap<String, u64>> {
-    println!("seeding {endpoint} (sequential writes; minutes at the default scale)");
-    let out = Command::new(python())
-        .arg(root.join("integration/estate.py"))
-        .args(["--endpoint", endpoint, "--regions", &REGIONS.join(",")])
-        .args(["--scale", &scale.to_string()])
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env_remove("AWS_PROFILE")
-        .stderr(Stdio::inherit())
-        .output()
-        .context("run estate.py")?;
-    if !out.status.success() {
-        bail!("estate.py failed ({})", out.status);
-    }
-    let v: Value = serde_json::from_slice(&out.stdout).context("estate.py output")?;
-    Ok(counts(&v["types"]))
-}
-
-fn counts(v: &Value) -> BTreeMap<String, u64> {
-    v.as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, n)| (k.clone(), n.as_u64().unwrap_or(0)))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 fn compact(m: &BTreeMap<String, u64>) -> String {
