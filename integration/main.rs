@@ -347,6 +347,27 @@ fn a_bad_configuration_is_refused_by_name() {
         "{}",
         String::from_utf8_lossy(&ok.stderr)
     );
+
+    // an embedded store that cannot be opened is an error at once, not a retry loop
+    let out = palisade_command()
+        .current_dir(dir.path())
+        .arg("run")
+        .env("PALISADE_CONF_DIR", "/nonexistent")
+        .env(
+            "PALISADE__STORE__URL",
+            "sqlite:///proc/no-such-dir/palisade.db",
+        )
+        .output()
+        .expect("run");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("store"), "{stderr}");
+    assert!(!stderr.contains("retrying"), "{stderr}");
 }
 
 #[test]

@@ -95,7 +95,11 @@ impl NodeDeps {
             "store",
             &redacted(&store_url),
             || crate::store::open(&store_url),
-            |e| matches!(e, crate::store::StoreError::Unavailable(_)),
+            // a server may come back; a local file that cannot be opened will not
+            |e| {
+                store_url.starts_with("mysql://")
+                    && matches!(e, crate::store::StoreError::Unavailable(_))
+            },
         )
         .await?;
         let (queue, bus): (SharedQueue, SharedBus) = if settings.clustered() {
