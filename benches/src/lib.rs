@@ -140,3 +140,40 @@ pub fn counts(v: &Value) -> BTreeMap<String, u64> {
         })
         .unwrap_or_default()
 }
+
+/// Run `benches/walk.py` (the minimal sequential walk of the estate) against `endpoint` and
+/// return what it printed.
+pub fn walk_json(root: &Path, endpoint: &str) -> Result<Value> {
+    let out = Command::new(python())
+        .arg(root.join("benches/walk.py"))
+        .args(["--endpoint", endpoint, "--regions", &REGIONS.join(",")])
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env_remove("AWS_PROFILE")
+        .stderr(Stdio::inherit())
+        .output()
+        .context("run walk.py")?;
+    if !out.status.success() {
+        bail!("walk.py failed ({})", out.status);
+    }
+    serde_json::from_slice(&out.stdout).context("walk.py output")
+}
+
+/// Host and port of a `redis://[user:pass@]host[:port][/db]` URL.
+pub fn host_port(url: &str) -> (String, String) {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    match hostport.rsplit_once(':') {
+        Some((h, p)) => (h.to_string(), p.to_string()),
+        None => (hostport.to_string(), "6379".to_string()),
+    }
+}
+
+/// A `redis-cli` command aimed at the server `url` names.
+pub fn redis_cli(url: &str) -> Command {
+    let (host, port) = host_port(url);
+    let mut cmd = Command::new("redis-cli");
+    cmd.args(["-h", &host, "-p", &port]);
+    cmd
+}

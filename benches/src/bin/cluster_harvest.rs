@@ -37,7 +37,9 @@
 //! `PALISADE_BENCH_REDIS_URL`, default `redis://127.0.0.1:6379`.
 #![allow(clippy::print_stdout)] // a load generator's output is its figures
 
-use palisade_benches::{free_port, python, seed, Moto, Reaped, REGIONS, SCRUBBED_ENV};
+use palisade_benches::{
+    free_port, redis_cli, seed, walk_json, Moto, Reaped, REGIONS, SCRUBBED_ENV,
+};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -197,19 +199,7 @@ impl Walk {
 }
 
 fn walk(root: &Path, endpoint: &str) -> Result<Walk> {
-    let out = Command::new(python())
-        .arg(root.join("benches/walk.py"))
-        .args(["--endpoint", endpoint, "--regions", &REGIONS.join(",")])
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env_remove("AWS_PROFILE")
-        .stderr(Stdio::inherit())
-        .output()
-        .context("run walk.py")?;
-    if !out.status.success() {
-        bail!("walk.py failed ({})", out.status);
-    }
-    let v: Value = serde_json::from_slice(&out.stdout).context("walk.py output")?;
+    let v = walk_json(root, endpoint)?;
     Ok(Walk {
         calls: v["calls"].as_u64().context("walk calls")?,
         seconds: v["seconds"].as_f64().context("walk seconds")?,
@@ -268,23 +258,6 @@ impl Drop for RedisPrefix {
             Err(e) => println!("warning: redis keys under {} not deleted: {e}", self.prefix),
         }
     }
-}
-
-fn host_port(url: &str) -> (String, String) {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split('/').next().unwrap_or(rest);
-    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    match hostport.rsplit_once(':') {
-        Some((h, p)) => (h.to_string(), p.to_string()),
-        None => (hostport.to_string(), "6379".to_string()),
-    }
-}
-
-fn redis_cli(url: &str) -> Command {
-    let (host, port) = host_port(url);
-    let mut cmd = Command::new("redis-cli");
-    cmd.args(["-h", &host, "-p", &port]);
-    cmd
 }
 
 /// Delete every key under `prefix`; returns how many there were.

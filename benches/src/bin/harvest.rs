@@ -32,7 +32,7 @@
 //! daemon's RUST_LOG, default warn; info shows per-unit completion times)]`.
 #![allow(clippy::print_stdout)] // a load generator's output is its figures
 
-use palisade_benches::{counts, free_port, python, seed, Moto, Reaped, REGIONS, SCRUBBED_ENV};
+use palisade_benches::{counts, free_port, seed, walk_json, Moto, Reaped, REGIONS, SCRUBBED_ENV};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -153,19 +153,7 @@ struct Walk {
 }
 
 fn walk(root: &Path, endpoint: &str) -> Result<Walk> {
-    let out = Command::new(python())
-        .arg(root.join("benches/walk.py"))
-        .args(["--endpoint", endpoint, "--regions", &REGIONS.join(",")])
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env_remove("AWS_PROFILE")
-        .stderr(Stdio::inherit())
-        .output()
-        .context("run walk.py")?;
-    if !out.status.success() {
-        bail!("walk.py failed ({})", out.status);
-    }
-    let v: Value = serde_json::from_slice(&out.stdout).context("walk.py output")?;
+    let v = walk_json(root, endpoint)?;
     Ok(Walk {
         calls: v["calls"].as_u64().context("walk calls")?,
         seconds: v["seconds"].as_f64().context("walk seconds")?,

@@ -25,6 +25,7 @@ use tokio::task::JoinSet;
 
 use palisade_actors::queue::redis::{RedisQueue, RedisQueueOptions};
 use palisade_actors::queue::{JobOutcome, JobQueue};
+use palisade_benches::{host_port, redis_cli};
 use palisade_proto::{CloudId, HarvestScope, Job, JobId, JobKind, JobPriority};
 
 const DEFAULT_JOBS: usize = 50_000;
@@ -220,24 +221,6 @@ async fn p0_latency(url: &str, backlog: usize) -> Result<()> {
     drop(q);
     cleanup(url, &prefix(&format!("p0-{backlog}")))?;
     Ok(())
-}
-
-/// Host and port of a `redis://[user:pass@]host[:port][/db]` URL.
-fn host_port(url: &str) -> (String, String) {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split('/').next().unwrap_or(rest);
-    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    match hostport.rsplit_once(':') {
-        Some((h, p)) => (h.to_string(), p.to_string()),
-        None => (hostport.to_string(), "6379".to_string()),
-    }
-}
-
-fn redis_cli(url: &str) -> Command {
-    let (host, port) = host_port(url);
-    let mut cmd = Command::new("redis-cli");
-    cmd.args(["-h", &host, "-p", &port]);
-    cmd
 }
 
 /// `total_commands_processed` of the Redis server (every client's, not only ours).
