@@ -140,6 +140,8 @@ impl NodeDeps {
         };
         let catalog = Catalog::builtin(&settings.compliance)
             .map_err(|e| NodeError::Insights(e.to_string()))?;
+        // resources are written with what this catalog's insights read of them
+        store.keep_facts(catalog.facts());
         let proxy =
             crate::proxy::ProxyConfig::from_env().map_err(|e| NodeError::Proxy(e.to_string()))?;
         let aws = AwsHarvester::new(&settings.aws, proxy)

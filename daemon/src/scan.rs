@@ -48,6 +48,8 @@ pub fn scan(loaded: Loaded, args: ScanArgs) -> ExitCode {
 async fn scan_async(loaded: Loaded, args: ScanArgs) -> anyhow::Result<ExitCode> {
     let settings = loaded.settings;
     let store = palisade_actors::store::open("sqlite::memory:").await?;
+    let catalog = Catalog::builtin(&settings.compliance)?;
+    store.keep_facts(catalog.facts());
     let proxy = ProxyConfig::from_env()?;
     let aws = AwsHarvester::new(&settings.aws, proxy)?;
     let cloud = CloudAccount {
@@ -105,7 +107,6 @@ async fn scan_async(loaded: Loaded, args: ScanArgs) -> anyhow::Result<ExitCode> 
         Err(HarvestError::Failed(summary)) => Some(summary),
         Err(e) => return Err(e.into()),
     };
-    let catalog = Catalog::builtin(&settings.compliance)?;
     let report = run_compliance(
         store.as_ref(),
         &catalog,

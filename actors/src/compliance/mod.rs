@@ -23,7 +23,7 @@ use palisade_proto::{
 };
 use tracing::info;
 
-use crate::store::{RawPage, ScanQuery, Store, StoreError};
+use crate::store::{Facts, RawPage, ScanQuery, Store, StoreError};
 
 pub use palisade_proto::{InsightId, Severity};
 pub use rules::{Insight, InsightSpec, Projection, RuleError, Subject};
@@ -34,6 +34,8 @@ pub use rules::{Insight, InsightSpec, Projection, RuleError, Subject};
 pub struct Catalog {
     insights: Arc<[Insight]>,
     plans: Arc<BTreeMap<ResourceType, TypePlan>>,
+    /// Names the projections of `plans`: see [`Catalog::fingerprint`].
+    fingerprint: i64,
 }
 
 /// How the resources of one type are evaluated: the insights naming the type (positions in
@@ -59,9 +61,11 @@ impl Catalog {
                 plan.tags |= insight.project(&mut plan.projection);
             }
         }
+        let fingerprint = fingerprint(&plans);
         Ok(Catalog {
             insights: insights.into(),
             plans: Arc::new(plans),
+            fingerprint,
         })
     }
 
@@ -87,6 +91,17 @@ impl Catalog {
     /// The part of the properties of `rtype` the insights read (empty when none names it).
     pub fn projection(&self, rtype: ResourceType) -> Option<&Projection> {
         self.plans.get(&rtype).map(|p| &p.projection)
+    }
+
+    /// Names what the catalog reads of each type's properties: two catalogs whose
+    /// projections are equal share it, so facts one wrote serve the other.
+    pub fn fingerprint(&self) -> i64 {
+        self.fingerprint
+    }
+
+    /// This catalog as the store's [`Facts`] extractor.
+    pub fn facts(&self) -> Arc<dyn Facts> {
+        Arc::new(self.clone())
     }
 
     /// The insights that raise a finding on `r` at `now`.
@@ -165,6 +180,42 @@ impl Catalog {
     }
 }
 
+/// The facts format; bump it when what [`Catalog`] writes as facts changes shape.
+const FACTS_FORMAT: &str = "palisade-facts-1";
+
+/// A stable 63-bit hash of the projection of every type the plans name.
+fn fingerprint(plans: &BTreeMap<ResourceType, TypePlan>) -> i64 {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(FACTS_FORMAT.as_bytes());
+    for (rtype, plan) in plans {
+        h.update(format!("\0{}\0{:?}", rtype.as_str(), plan.projection).as_bytes());
+    }
+    let digest = h.finalize();
+    let mut top = [0u8; 8];
+    top.copy_from_slice(&digest[..8]);
+    // non-negative, so it reads the same in every SQL dialect and in logs
+    (u64::from_be_bytes(top) >> 1) as i64
+}
+
+impl Facts for Catalog {
+    fn fingerprint(&self) -> i64 {
+        self.fingerprint
+    }
+
+    /// The properties projected to what the insights of `rtype` read, as JSON text.
+    fn extract(&self, rtype: ResourceType, properties: &str) -> Result<Option<String>, String> {
+        let Some(plan) = self.plans.get(&rtype) else {
+            return Ok(None);
+        };
+        let projected =
+            projection::parse(properties, &plan.projection).map_err(|e| e.to_string())?;
+        serde_json::to_string(&projected)
+            .map(Some)
+            .map_err(|e| e.to_string())
+    }
+}
+
 struct PageOutcome {
     evaluated: u64,
     /// Findings per insight, by position in the catalog.
@@ -233,6 +284,7 @@ pub async fn run_compliance(
         let query = ScanQuery {
             cloud: cloud.cloned(),
             types,
+            facts: Some(catalog.fingerprint),
         };
         // two pages in turn: one evaluated while the other is read
         let mut page = store

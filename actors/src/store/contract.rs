@@ -122,6 +122,81 @@ pub async fn all(store: SharedStore) {
     delete_cloud_removes_its_resources_and_findings(store.clone()).await;
     sync_findings_writes_only_what_changed(store.clone()).await;
     sync_findings_respects_its_range_and_scope(store.clone()).await;
+    // last: it names the store's facts extractor for every later write
+    scan_raw_with_facts_projects_as_properties_do(store.clone()).await;
+}
+
+/// After [`Store::keep_facts`], a `scan_raw` that asks for the catalog's facts yields, for
+/// every row, text that the catalog's projection parses exactly as it parses the stored
+/// properties (whether the backend answers with facts or with the properties); one that
+/// asks for another fingerprint, or for none, yields the properties themselves.
+pub async fn scan_raw_with_facts_projects_as_properties_do(store: SharedStore) {
+    use crate::compliance::{projection, Catalog};
+    let settings = crate::settings::Settings::defaults().expect("embedded defaults");
+    let catalog = Catalog::builtin(&settings.compliance).expect("built-in insights");
+    store.keep_facts(catalog.facts());
+    let cloud = fresh_cloud("facts");
+    let mut batch = Vec::new();
+    for n in 0..9 {
+        let rtype = [
+            ResourceType::AwsEc2SecurityGroup,
+            ResourceType::AwsS3Bucket,
+            ResourceType::AwsEc2Vpc,
+        ][n % 3];
+        let mut r = resource(&cloud, rtype, "us-east-1", &format!("f-{n}"), &[], at(1));
+        r.properties = json!({
+            "groupId": format!("sg-{n}"),
+            "description": "x".repeat(200),
+            "ipPermissions": [{"ipProtocol": "tcp", "fromPort": 22, "toPort": 22,
+                               "ipRanges": [{"cidrIp": "0.0.0.0/0", "description": "ssh"}]}],
+            "Acl": {"Grants": [{"Grantee": {"Type": "Group",
+                     "URI": "http://acs.amazonaws.com/groups/global/AllUsers"},
+                     "Permission": "READ"}]},
+            "Encryption": null,
+            "n": n
+        });
+        batch.push(r);
+    }
+    store.upsert_resources(batch.clone()).await.expect("upsert");
+    let by_uid: BTreeMap<&str, &Resource> = batch.iter().map(|r| (r.uid.as_str(), r)).collect();
+    for (facts, projected) in [
+        (Some(catalog.fingerprint()), true),
+        (Some(catalog.fingerprint() ^ 1), false),
+        (None, false),
+    ] {
+        let query = ScanQuery {
+            cloud: Some(cloud.clone()),
+            types: vec![],
+            facts,
+        };
+        let page = store
+            .scan_raw(&query, None, 100, RawPage::default())
+            .await
+            .expect("scan_raw");
+        assert_eq!(page.len(), batch.len());
+        for raw in page.iter() {
+            let r = by_uid[raw.uid];
+            let full = r.properties.to_string();
+            if !projected {
+                let props: serde_json::Value =
+                    serde_json::from_str(raw.properties).expect("properties are json");
+                assert_eq!(props, r.properties, "{facts:?} reads the properties");
+                continue;
+            }
+            match catalog.projection(raw.rtype) {
+                Some(p) => assert_eq!(
+                    projection::parse(raw.properties, p).expect("facts parse"),
+                    projection::parse(&full, p).expect("properties parse"),
+                    "{}: facts project as the properties do",
+                    raw.rtype
+                ),
+                // a type no insight reads: whatever is there is valid JSON
+                None => {
+                    serde_json::from_str::<serde_json::Value>(raw.properties).expect("json");
+                }
+            }
+        }
+    }
 }
 
 /// `scan_raw` pages through the same live resources as `scan_resources`, in the same
@@ -171,6 +246,7 @@ pub async fn scan_raw_reads_what_scan_reads(store: SharedStore) {
         let query = ScanQuery {
             cloud: Some(cloud.clone()),
             types,
+            facts: None,
         };
         let decoded = scan_all(&store, &query, limit).await;
         let mut seen = 0;
@@ -414,6 +490,7 @@ pub async fn deleted_resources_are_kept_and_come_back(store: SharedStore) {
         &ScanQuery {
             cloud: Some(cloud.clone()),
             types: vec![],
+            facts: None,
         },
         10,
     )
@@ -805,6 +882,7 @@ pub async fn scan_walks_live_resources_by_uid(store: SharedStore) {
         let query = ScanQuery {
             cloud: Some(cloud.clone()),
             types: vec![],
+            facts: None,
         };
         assert_eq!(
             scan_all(&store, &query, page).await,
@@ -816,6 +894,7 @@ pub async fn scan_walks_live_resources_by_uid(store: SharedStore) {
     let query = ScanQuery {
         cloud: Some(cloud.clone()),
         types: vec![ResourceType::AwsEc2Volume, ResourceType::AwsKmsKey],
+        facts: None,
     };
     let some_types = scan_all(&store, &query, 5).await;
     let want: Vec<&Resource> = expected
@@ -833,6 +912,7 @@ pub async fn scan_walks_live_resources_by_uid(store: SharedStore) {
     let q = ScanQuery {
         cloud: Some(cloud.clone()),
         types: vec![],
+        facts: None,
     };
     assert!(store
         .scan_resources(&q, Some(&last), 10)
@@ -1284,6 +1364,7 @@ pub async fn delete_cloud_removes_its_resources_and_findings(store: SharedStore)
     let scan = ScanQuery {
         cloud: Some(doomed.clone()),
         types: vec![],
+        facts: None,
     };
     assert!(store
         .scan_resources(&scan, None, 10)

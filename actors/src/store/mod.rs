@@ -75,6 +75,26 @@ pub struct ScanQuery {
     pub cloud: Option<CloudId>,
     /// Empty means every type.
     pub types: Vec<ResourceType>,
+    /// For [`Store::scan_raw`]: the fingerprint of the [`Facts`] the reader evaluates with.
+    /// A row whose facts were written under it comes back with its facts in place of its
+    /// properties; any other row, and every row when this is none, with its properties.
+    pub facts: Option<i64>,
+}
+
+/// What a store keeps beside each resource for the compliance scan: the part of its
+/// properties that the insights of one catalog read, so a compliance run reads a few
+/// hundred bytes a resource instead of whole API documents (see [`Store::keep_facts`]).
+///
+/// Contract: for every resource, parsing the facts under the catalog's projection gives
+/// what parsing the properties under it gives; a catalog that reads other parts of the
+/// properties has another fingerprint.
+pub trait Facts: Send + Sync + 'static {
+    /// Names the projection: facts written under another fingerprint are never read as
+    /// this one's.
+    fn fingerprint(&self) -> i64;
+    /// The facts of one resource from its properties JSON text; none when no insight reads
+    /// resources of its type.
+    fn extract(&self, rtype: ResourceType, properties: &str) -> Result<Option<String>, String>;
 }
 
 /// One keyset page of live resources as stored text, for evaluation: every row's text
@@ -106,7 +126,7 @@ pub enum RawField {
     Name,
     /// The tags as a JSON object of strings.
     Tags,
-    /// The properties as JSON text.
+    /// The properties as JSON text, or the row's facts (see [`ScanQuery::facts`]).
     Properties,
 }
 
@@ -137,7 +157,8 @@ pub struct RawResource<'a> {
     pub name: &'a str,
     /// JSON object of strings.
     pub tags: &'a str,
-    /// JSON text.
+    /// JSON text: the properties, or their facts where the scan asked for facts and the
+    /// row has them under that fingerprint (the same under the catalog's projection).
     pub properties: &'a str,
 }
 
@@ -422,6 +443,11 @@ pub trait Store: Send + Sync + 'static {
             page.push_resource(&r)?;
         }
         Ok(page)
+    }
+    /// From now on, write with each resource the facts `facts` extracts (see [`Facts`]).
+    /// A store that keeps no facts ignores it; its scans then always carry properties.
+    fn keep_facts(&self, facts: Arc<dyn Facts>) {
+        let _ = facts;
     }
     /// Live resources per type.
     async fn count_resources_by_type(

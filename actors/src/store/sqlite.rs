@@ -24,10 +24,13 @@ use std::time::Duration;
 use tracing::{debug, info, warn};
 
 /// The migrations this build knows, in order; the last one's version is the schema version.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("sqlite/migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("sqlite/migrations/0001_init.sql")),
+    (2, include_str!("sqlite/migrations/0002_facts.sql")),
+];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// How long a connection waits for a lock before it reports the store busy.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -63,13 +66,33 @@ const PAGE_SIZE: i64 = 16 * 1024;
 /// Prepared statements cached per connection.
 const STATEMENT_CACHE: usize = 64;
 
-const RESOURCE_COLUMNS: &str = "uid, cloud, provider, account, region, rtype, id, name, \
-     first_seen, last_seen, deleted_at, tags, properties";
+/// A resource's properties, which live in their own table (see `0002_facts.sql`).
+macro_rules! properties_column {
+    () => {
+        "(SELECT properties FROM resource_properties AS p WHERE p.uid = resources.uid)"
+    };
+}
+
+/// A resource's columns, in the order [`resource_from_row`] reads them.
+const RESOURCE_COLUMNS: &str = concat!(
+    "uid, cloud, provider, account, region, rtype, id, name, first_seen, last_seen, ",
+    "deleted_at, tags, ",
+    properties_column!()
+);
 
 /// The columns of [`Store::scan_raw`]: text columns in [`RawField::ORDER`], with the
-/// provider and type at 2 and 5.
-const RAW_COLUMNS: &str = "uid, cloud, provider, account, region, rtype, id, name, tags, \
-     properties";
+/// provider and type at 2 and 5; the last is the facts written under `facts` where there
+/// are such, else the properties (read from their table only for those rows).
+fn raw_columns(facts: Option<i64>) -> String {
+    let columns = "uid, cloud, provider, account, region, rtype, id, name, tags";
+    match facts {
+        Some(fp) => format!(
+            "{columns}, CASE WHEN facts_fp = {fp} THEN facts ELSE {} END",
+            properties_column!()
+        ),
+        None => format!("{columns}, {}", properties_column!()),
+    }
+}
 
 /// The `now` of the latest completed compliance run covering a finding's cloud (a run of
 /// that cloud, or of every cloud, scope `''`), or NULL; correlated on `findings.cloud`.
@@ -99,11 +122,15 @@ const RECORD_RUN: &str = "INSERT INTO compliance_runs (scope, finished_at) VALUE
 /// is set: refreshing a known resource changes no secondary index, only the table's page.
 /// (No `RETURNING`: SQLite buffers its rows in a temp file, which triples the bytes written.)
 const UPSERT_RESOURCE: &str = "INSERT INTO resources (uid, cloud, provider, account, region, \
-     rtype, id, name, first_seen, last_seen, deleted_at, tags, properties) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, NULL, ?11, ?12) \
+     rtype, id, name, first_seen, last_seen, deleted_at, tags, facts_fp, facts) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, NULL, ?11, ?12, ?13) \
      ON CONFLICT (uid) DO UPDATE SET provider = excluded.provider, \
      account = excluded.account, name = excluded.name, last_seen = excluded.last_seen, \
-     tags = excluded.tags, properties = excluded.properties";
+     tags = excluded.tags, facts_fp = excluded.facts_fp, facts = excluded.facts";
+
+/// Insert or replace a resource's properties.
+const UPSERT_PROPERTIES: &str = "INSERT INTO resource_properties (uid, properties) \
+     VALUES (?1, ?2) ON CONFLICT (uid) DO UPDATE SET properties = excluded.properties";
 
 /// Bring back a resource a sweep had marked deleted; a no-op for a live one.
 const REVIVE_RESOURCE: &str =
@@ -156,6 +183,8 @@ struct Inner {
     writer: Mutex<Connection>,
     /// Reader connections to the same file; none for an in-memory database.
     readers: Option<ReaderPool>,
+    /// What [`Store::keep_facts`] named: written with each resource from then on.
+    facts: std::sync::RwLock<Option<Arc<dyn Facts>>>,
 }
 
 /// Reader connections to a WAL database, opened on demand, a few kept idle.
@@ -290,6 +319,7 @@ impl SqliteStore {
             inner: Arc::new(Inner {
                 writer: Mutex::new(writer),
                 readers,
+                facts: std::sync::RwLock::new(None),
             }),
         })
     }
@@ -693,6 +723,12 @@ impl Store for SqliteStore {
                 .map_err(|e| query("begin delete cloud", e))?;
             tx.execute("DELETE FROM findings WHERE cloud = ?1", params![id])
                 .map_err(|e| query("delete findings of cloud", e))?;
+            tx.execute(
+                "DELETE FROM resource_properties WHERE uid IN \
+                 (SELECT uid FROM resources WHERE cloud = ?1)",
+                params![id],
+            )
+            .map_err(|e| query("delete properties of cloud", e))?;
             tx.execute("DELETE FROM resources WHERE cloud = ?1", params![id])
                 .map_err(|e| query("delete resources of cloud", e))?;
             tx.execute("DELETE FROM compliance_runs WHERE scope = ?1", params![id])
@@ -710,6 +746,12 @@ impl Store for SqliteStore {
         if batch.is_empty() {
             return Ok(());
         }
+        let facts = self
+            .inner
+            .facts
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         self.write("upsert_resources", move |conn| {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -718,6 +760,9 @@ impl Store for SqliteStore {
                 let mut stmt = tx
                     .prepare_cached(UPSERT_RESOURCE)
                     .map_err(|e| query("prepare upsert resources", e))?;
+                let mut properties = tx
+                    .prepare_cached(UPSERT_PROPERTIES)
+                    .map_err(|e| query("prepare upsert properties", e))?;
                 let mut revive = tx
                     .prepare_cached(REVIVE_RESOURCE)
                     .map_err(|e| query("prepare revive resources", e))?;
@@ -733,6 +778,19 @@ impl Store for SqliteStore {
                     })?;
                     let tags = json_text(&tags)?;
                     let props = json_text(&props)?;
+                    // facts that cannot be extracted are not written: the scan then reads
+                    // the properties, and evaluates (or reports) them as they are
+                    let (facts_fp, extracted) = match &facts {
+                        Some(f) => match f.extract(r.rtype, props) {
+                            Ok(Some(x)) => (Some(f.fingerprint()), Some(x)),
+                            Ok(None) => (None, None),
+                            Err(e) => {
+                                debug!(uid = %r.uid, error = %e, "no facts for resource");
+                                (None, None)
+                            }
+                        },
+                        None => (None, None),
+                    };
                     stmt.execute(params![
                         r.uid.0,
                         r.cloud.0,
@@ -745,9 +803,13 @@ impl Store for SqliteStore {
                         ms(r.first_seen),
                         ms(r.last_seen),
                         tags,
-                        props,
+                        facts_fp,
+                        extracted,
                     ])
                     .map_err(|e| query(&format!("upsert resource {}", r.uid), e))?;
+                    properties
+                        .execute(params![r.uid.0, props])
+                        .map_err(|e| query(&format!("upsert properties of {}", r.uid), e))?;
                     revive
                         .execute(params![r.uid.0])
                         .map_err(|e| query(&format!("revive resource {}", r.uid), e))?;
@@ -860,7 +922,7 @@ impl Store for SqliteStore {
         if limit == 0 {
             return Ok(page);
         }
-        let sql = scan_sql(RAW_COLUMNS, scan, after.is_some());
+        let sql = scan_sql(&raw_columns(scan.facts), scan, after.is_some());
         let args = scan_args(scan, after, limit);
         self.read("scan_raw", move |conn| {
             let mut stmt = conn.prepare_cached(&sql).map_err(|e| query("prepare", e))?;
@@ -888,6 +950,11 @@ impl Store for SqliteStore {
             Ok(page)
         })
         .await
+    }
+
+    fn keep_facts(&self, facts: Arc<dyn Facts>) {
+        info!(fingerprint = facts.fingerprint(), "store keeps compliance facts");
+        *self.inner.facts.write().unwrap_or_else(|p| p.into_inner()) = Some(facts);
     }
 
     async fn count_resources_by_type(
@@ -1218,6 +1285,86 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_version_1_database_keeps_its_resources_through_the_facts_migration() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (url, path) = file_url(&dir);
+        {
+            let conn = Connection::open(&path).expect("raw open");
+            conn.execute_batch(
+                "CREATE TABLE schema_version (version INTEGER PRIMARY KEY NOT NULL, \
+                 applied_at INTEGER NOT NULL); INSERT INTO schema_version VALUES (1, 0);",
+            )
+            .expect("version table");
+            conn.execute_batch(MIGRATIONS[0].1).expect("version 1 schema");
+            conn.execute(
+                "INSERT INTO resources VALUES ('u1', 'c', 'aws', '1', 'us-east-1', \
+                 'aws.ec2.volume', 'vol-1', 'v', 1000, 2000, NULL, '{\"Owner\":\"me\"}', \
+                 '{\"encrypted\":\"false\",\"size\":\"8\"}')",
+                [],
+            )
+            .expect("a version 1 resource");
+        }
+        let store = open(&url).await.expect("open migrates");
+        let r = store.get_resource("u1").await.expect("get").expect("kept");
+        assert_eq!(r.properties, serde_json::json!({"encrypted": "false", "size": "8"}));
+        assert_eq!(r.tags.get("Owner").map(String::as_str), Some("me"));
+        let conn = Connection::open(&path).expect("raw open");
+        let version: i64 = conn
+            .query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))
+            .expect("version");
+        assert_eq!(version, SCHEMA_VERSION);
+    }
+
+    #[tokio::test]
+    async fn scans_read_facts_in_place_of_properties_under_their_fingerprint() {
+        let store = open("sqlite::memory:").await.expect("open");
+        let settings = crate::settings::Settings::defaults().expect("defaults");
+        let catalog = crate::compliance::Catalog::builtin(&settings.compliance).expect("insights");
+        let cloud = CloudId("c".into());
+        let mut r = Resource::harvested(
+            &cloud,
+            "1",
+            "us-east-1",
+            ResourceType::AwsEc2Volume,
+            "vol-1",
+            "v",
+            BTreeMap::new(),
+            serde_json::json!({"encrypted": "false", "attachmentSet": [{"device": "/dev/xvda"}]}),
+            chrono::Utc::now(),
+        );
+        // written before the store knew the catalog: no facts
+        store.upsert_resources(vec![r.clone()]).await.expect("upsert");
+        let query = ScanQuery {
+            cloud: None,
+            types: vec![],
+            facts: Some(catalog.fingerprint()),
+        };
+        let scan = |store: SharedStore, query: ScanQuery| async move {
+            let page = store
+                .scan_raw(&query, None, 10, RawPage::default())
+                .await
+                .expect("scan");
+            page.get(0).map(|r| r.properties.to_owned()).expect("one row")
+        };
+        let full = scan(store.clone(), query.clone()).await;
+        assert!(full.contains("attachmentSet"), "no facts yet: {full}");
+        store.keep_facts(catalog.facts());
+        r.last_seen = chrono::Utc::now();
+        store.upsert_resources(vec![r.clone()]).await.expect("upsert");
+        let facts = scan(store.clone(), query.clone()).await;
+        assert!(!facts.contains("attachmentSet"), "only what the insights read: {facts}");
+        assert!(facts.contains("encrypted"), "{facts}");
+        let other = ScanQuery {
+            facts: Some(catalog.fingerprint() ^ 1),
+            ..query
+        };
+        assert_eq!(scan(store.clone(), other).await, full);
+        // the API still reads the whole properties
+        let got = store.get_resource(r.uid.as_str()).await.expect("get").expect("found");
+        assert_eq!(got.properties, r.properties);
+    }
+
+    #[tokio::test]
     async fn a_schema_from_the_future_is_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (url, path) = file_url(&dir);
@@ -1361,6 +1508,7 @@ mod tests {
                     let q = ScanQuery {
                         cloud: Some(cloud.clone()),
                         types: vec![],
+                        facts: None,
                     };
                     let seen = store
                         .scan_resources(&q, None, 5000)
@@ -1490,6 +1638,7 @@ mod tests {
         let with_types = ScanQuery {
             cloud: Some(CloudId("c".into())),
             types: vec![ResourceType::AwsEc2Instance, ResourceType::AwsEc2Volume],
+            facts: None,
         };
         for (q, after) in [(&with_types, true), (&ScanQuery::default(), false)] {
             let sql = format!(

@@ -66,6 +66,7 @@ async fn run(total: u64) -> Result<()> {
         }
         let started = Instant::now();
         let store = store::open(&url).await?;
+        store.keep_facts(catalog.facts());
         build(&store, total).await?;
         drop(store);
         std::fs::write(&ready, total.to_string())?;
@@ -306,6 +307,7 @@ async fn attribute(
     let query = ScanQuery {
         cloud: None,
         types: catalog.resource_types(),
+        facts: None,
     };
     let now = Utc::now();
     let mut out = Attribution {
