@@ -7,6 +7,7 @@
 //! Must never: parse command lines or read configuration files (that is `daemon`'s job),
 //! or let a type that is not in `palisade-proto` cross a node boundary.
 
+pub mod auth;
 pub mod bus;
 pub mod cluster;
 pub mod compliance;

@@ -30,6 +30,7 @@ pub struct Settings {
     pub supervisor: SupervisorSettings,
     pub aws: AwsSettings,
     pub compliance: ComplianceSettings,
+    pub auth: AuthSettings,
 }
 
 /// `debug`: a boolean, or empty for "true unless the stage is live".
@@ -169,6 +170,44 @@ pub struct ComplianceSettings {
     pub page_size: usize,
 }
 
+/// `[auth]`: users, API keys and login sessions of the interface server.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// An admin API key ensured at start (user `bootstrap`); empty for none. Never logged.
+    pub bootstrap_api_key: String,
+    /// Lifetime of a login session, in seconds.
+    pub session_ttl_secs: u64,
+    /// Failed logins per user name and per client address within `login_window_secs`
+    /// before further attempts are refused with 429.
+    pub login_max_failures: u32,
+    pub login_window_secs: u64,
+    /// Where a first run with no users writes the generated password of `admin`.
+    pub initial_password_file: String,
+}
+
+impl std::fmt::Debug for AuthSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthSettings")
+            .field(
+                "bootstrap_api_key",
+                &if self.bootstrap_api_key.is_empty() {
+                    ""
+                } else {
+                    "<redacted>"
+                },
+            )
+            .field("session_ttl_secs", &self.session_ttl_secs)
+            .field("login_max_failures", &self.login_max_failures)
+            .field("login_window_secs", &self.login_window_secs)
+            .field("initial_password_file", &self.initial_password_file)
+            .finish()
+    }
+}
+
+/// The shortest bootstrap API key accepted, in characters.
+pub const MIN_BOOTSTRAP_KEY_CHARS: usize = 24;
+
 /// A configuration that parsed but makes no sense.
 #[derive(Debug, thiserror::Error, PartialEq)]
 #[error("invalid setting `{key}`: {reason}")]
@@ -282,6 +321,37 @@ impl Settings {
         if self.cluster.heartbeat_secs == 0 {
             return Err(invalid("cluster.heartbeat_secs", "must be at least 1"));
         }
+        self.validate_auth()
+    }
+
+    fn validate_auth(&self) -> Result<(), SettingsError> {
+        let a = &self.auth;
+        let key = a.bootstrap_api_key.trim();
+        if !key.is_empty() && key.chars().count() < MIN_BOOTSTRAP_KEY_CHARS {
+            // never quote the key
+            return Err(invalid(
+                "auth.bootstrap_api_key",
+                format!("must be at least {MIN_BOOTSTRAP_KEY_CHARS} characters"),
+            ));
+        }
+        if key.len() != a.bootstrap_api_key.len() {
+            return Err(invalid(
+                "auth.bootstrap_api_key",
+                "must not start or end with whitespace",
+            ));
+        }
+        if a.session_ttl_secs == 0 {
+            return Err(invalid("auth.session_ttl_secs", "must be at least 1"));
+        }
+        if a.login_max_failures == 0 {
+            return Err(invalid("auth.login_max_failures", "must be at least 1"));
+        }
+        if a.login_window_secs == 0 {
+            return Err(invalid("auth.login_window_secs", "must be at least 1"));
+        }
+        if a.initial_password_file.is_empty() {
+            return Err(invalid("auth.initial_password_file", "must not be empty"));
+        }
         Ok(())
     }
 
@@ -358,6 +428,29 @@ mod tests {
         s.redis.url = "redis://127.0.0.1:6379".into();
         s.store.url = "postgres://x".into();
         assert_eq!(key_of(&s).as_deref(), Some("store.url"));
+    }
+
+    #[test]
+    fn short_bootstrap_keys_are_refused_without_quoting_them() {
+        let mut s = Settings::defaults().expect("defaults parse");
+        s.auth.bootstrap_api_key = "short-key-1234".into();
+        let e = s.validate().expect_err("a short key is refused");
+        assert_eq!(e.key, "auth.bootstrap_api_key");
+        assert!(!e.to_string().contains("short-key-1234"), "{e}");
+        s.auth.bootstrap_api_key = "a-bootstrap-key-of-24-chars".into();
+        s.validate().expect("24 characters or more are fine");
+        s.auth.login_max_failures = 0;
+        assert_eq!(
+            s.validate().err().map(|e| e.key).as_deref(),
+            Some("auth.login_max_failures")
+        );
+    }
+
+    #[test]
+    fn the_bootstrap_key_never_shows_in_debug() {
+        let mut s = Settings::defaults().expect("defaults parse");
+        s.auth.bootstrap_api_key = "bootstrap-key-that-is-secret".into();
+        assert!(!format!("{s:?}").contains("bootstrap-key-that"));
     }
 
     #[test]

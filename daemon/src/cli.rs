@@ -30,6 +30,33 @@ pub enum Command {
     ///
     /// Exits 0 with no open findings, 3 with open findings, 1 on errors.
     Scan(ScanArgs),
+    /// Manage the users of the REST API and the web interface (in the store `store.url`).
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum UserRole {
+    Admin,
+    Operator,
+    Viewer,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user. The password is read from standard input (one line; not echoed on a
+    /// terminal), or from --password-file.
+    Add {
+        /// 1 to 64 letters, digits, '.', '_', '-' or '@'.
+        name: String,
+        #[arg(long, value_enum)]
+        role: UserRole,
+        /// Read the password from this file (its first line) instead of standard input.
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+    },
+    /// List the users with their roles.
+    List,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

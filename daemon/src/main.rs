@@ -1,5 +1,5 @@
 //! The `palisade` binary: parses the command line and hands over to `run`, `validate`,
-//! `migrate` or `scan`. Everything that does work lives in `palisade-actors`.
+//! `migrate`, `scan` or `user`. Everything that does work lives in `palisade-actors`.
 
 mod cli;
 mod conf;
@@ -7,6 +7,7 @@ mod logging;
 mod notify;
 mod run;
 mod scan;
+mod user;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -52,6 +53,10 @@ fn main() -> ExitCode {
         cli::Command::Scan(args) => {
             let _level = logging::init(&loaded.settings.log);
             scan::scan(loaded, args)
+        }
+        cli::Command::User(command) => {
+            let _level = logging::init(&loaded.settings.log);
+            user::user(&loaded, command)
         }
     }
 }

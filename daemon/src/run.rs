@@ -14,6 +14,9 @@ use std::sync::Arc;
 use palisade_actors::settings::Settings;
 use palisade_actors::supervisor::Reload;
 
+use palisade_actors::auth::{bootstrap, LoginPolicy};
+use palisade_actors::store::SharedStore;
+
 use crate::conf::{Loaded, Sources};
 use crate::logging::SetLevel;
 
@@ -99,7 +102,7 @@ fn reloader(sources: Sources, running: Settings, set_level: SetLevel) -> Reload 
             Err(e) => said.push(format!("log.level not applied: {e}")),
         }
         let (a, b) = (&running, &fresh);
-        let sections: [(&str, &dyn std::fmt::Debug, &dyn std::fmt::Debug); 12] = [
+        let sections: [(&str, &dyn std::fmt::Debug, &dyn std::fmt::Debug); 13] = [
             ("debug", &a.debug, &b.debug),
             ("node", &a.node, &b.node),
             ("log.format", &a.log.format, &b.log.format),
@@ -112,6 +115,7 @@ fn reloader(sources: Sources, running: Settings, set_level: SetLevel) -> Reload 
             ("supervisor", &a.supervisor, &b.supervisor),
             ("aws", &a.aws, &b.aws),
             ("compliance", &a.compliance, &b.compliance),
+            ("auth", &a.auth, &b.auth),
         ];
         let changed: Vec<&str> = sections
             .iter()
@@ -128,6 +132,22 @@ fn reloader(sources: Sources, running: Settings, set_level: SetLevel) -> Reload 
     })
 }
 
+/// Before the interface serves: ensure the bootstrap API key, or on a first run without
+/// users and without one, create `admin` with a password in `auth.initial_password_file`.
+async fn prepare_auth(settings: &Settings, store: &SharedStore) -> anyhow::Result<()> {
+    let auth = &settings.auth;
+    if !auth.bootstrap_api_key.is_empty() {
+        bootstrap::ensure_bootstrap_key(store, &auth.bootstrap_api_key)
+            .await
+            .map_err(|e| anyhow::anyhow!("bootstrap api key: {e}"))?;
+    } else {
+        bootstrap::ensure_first_admin(store, std::path::Path::new(&auth.initial_password_file))
+            .await
+            .map_err(|e| anyhow::anyhow!("first admin user: {e}"))?;
+    }
+    Ok(())
+}
+
 /// Run the daemon; returns the process exit code.
 pub fn run(loaded: Loaded, sources: Sources, set_level: SetLevel) -> ExitCode {
     let settings = loaded.settings;
@@ -142,7 +162,7 @@ pub fn run(loaded: Loaded, sources: Sources, set_level: SetLevel) -> ExitCode {
         "palisade starting"
     );
     let system = actix_rt::System::new();
-    let result: Result<(), NodeError> = system.block_on(async move {
+    let result: anyhow::Result<()> = system.block_on(async move {
         // a store or Redis that is down is retried until it answers, or until we are told
         // to stop
         let deps = tokio::select! {
@@ -156,6 +176,7 @@ pub fn run(loaded: Loaded, sources: Sources, set_level: SetLevel) -> ExitCode {
             }
         };
         let server = if settings.has_role(Role::Interface) {
+            prepare_auth(&settings, &deps.store).await?;
             let state = ApiState {
                 store: deps.store.clone(),
                 queue: deps.queue.clone(),
@@ -163,6 +184,7 @@ pub fn run(loaded: Loaded, sources: Sources, set_level: SetLevel) -> ExitCode {
                 catalog: deps.catalog.clone(),
                 registry: deps.registry.clone(),
                 node_id: node.clone(),
+                login: Arc::new(LoginPolicy::new(&settings.auth)),
             };
             let server = http::bind(settings.http.bind, state).map_err(|e| NodeError::Bind {
                 addr: settings.http.bind.to_string(),

@@ -1,4 +1,6 @@
 //! The real `palisade` daemon as a child process, with its own data directory and port.
+//! Every node starts with the bootstrap API key [`ADMIN_KEY`], and [`Daemon::get`] and
+//! [`Daemon::request`] send it as `Api-Key`.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -6,6 +8,9 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use super::{free_port, palisade_command};
+
+/// The bootstrap (admin) API key every test daemon starts with.
+pub const ADMIN_KEY: &str = "integration-admin-key-0123456789";
 
 pub struct Daemon {
     child: Option<Child>,
@@ -94,6 +99,7 @@ impl Daemon {
             .env("PALISADE__SCHEDULER__HARVEST_INTERVAL_SECS", "0")
             .env("PALISADE__SCHEDULER__COMPLIANCE_INTERVAL_SECS", "0")
             .env("PALISADE__SUPERVISOR__RESTART_BACKOFF_INITIAL_MS", "100")
+            .env("PALISADE__AUTH__BOOTSTRAP_API_KEY", ADMIN_KEY)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log_file);
@@ -130,6 +136,11 @@ impl Daemon {
         format!("http://127.0.0.1:{}{}", self.port, path)
     }
 
+    /// The daemon's working directory.
+    pub fn dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
     pub fn logs(&self) -> String {
         let mut s = String::new();
         if let Ok(mut f) = std::fs::File::open(&self.log) {
@@ -140,7 +151,7 @@ impl Daemon {
 
     /// GET a JSON document; panics with the logs on a non-2xx answer.
     pub fn get(&self, path: &str) -> serde_json::Value {
-        match ureq::get(&self.url(path)).call() {
+        match ureq::get(&self.url(path)).set("Api-Key", ADMIN_KEY).call() {
             Ok(r) => r.into_json().expect("json body"),
             Err(e) => panic!("GET {path}: {e}\n{}", self.logs()),
         }
@@ -153,7 +164,9 @@ impl Daemon {
         path: &str,
         body: Option<&str>,
     ) -> (u16, serde_json::Value) {
-        let req = ureq::request(method, &self.url(path)).set("Content-Type", "application/json");
+        let req = ureq::request(method, &self.url(path))
+            .set("Content-Type", "application/json")
+            .set("Api-Key", ADMIN_KEY);
         let res = match body {
             Some(b) => req.send_string(b),
             None => req.call(),

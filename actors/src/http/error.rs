@@ -1,6 +1,8 @@
 //! The HTTP edge's one error type and its JSON body.
 //!
-//! Owns: [`ApiError`], the status code of each variant, the `{"code","message"}` body every
+//! Owns: [`ApiError`], the status code of each variant (401 `unauthenticated` and
+//! `invalid_credentials`, 403 `forbidden` and `csrf_rejected`, 429 `too_many_requests` with
+//! `Retry-After` among them), the `{"code","message"}` body every
 //! error answer carries, the `palisade_http_errors_total{code}` counter, and the mapping of
 //! actix's extractor errors (JSON, query string, path, payload) onto it.
 //!
@@ -25,6 +27,22 @@ pub enum ApiError {
     /// 400: the request is malformed (JSON syntax, a query parameter, a path segment).
     #[error("{message}")]
     BadRequest { code: &'static str, message: String },
+    /// 401: no credentials, or credentials that name no live key or session.
+    #[error("{0}")]
+    Unauthenticated(&'static str),
+    /// 401: a login with a wrong user name or password (which of the two is not said).
+    #[error("user name or password is wrong")]
+    InvalidCredentials,
+    /// 403: authenticated, but the principal's role does not allow this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 403: a mutating request authenticated by the session cookie without the session's
+    /// CSRF token in `X-CSRF-Token`.
+    #[error("missing or wrong X-CSRF-Token header for this session")]
+    CsrfRejected,
+    /// 429: too many failed logins; retry after this many seconds.
+    #[error("too many failed logins; retry in {retry_after} s")]
+    TooManyRequests { retry_after: u64 },
     /// 404: the named thing does not exist (`cloud abc`, `route /x`).
     #[error("{0} not found")]
     NotFound(String),
@@ -78,6 +96,11 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::BadRequest { code, .. } | ApiError::Invalid { code, .. } => code,
+            ApiError::Unauthenticated(_) => "unauthenticated",
+            ApiError::InvalidCredentials => "invalid_credentials",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::CsrfRejected => "csrf_rejected",
+            ApiError::TooManyRequests { .. } => "too_many_requests",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::Conflict(_) => "conflict",
@@ -91,6 +114,9 @@ impl ApiError {
     /// An error for a status some other layer produced (an actix extractor, a route miss).
     pub fn from_status(status: StatusCode) -> Self {
         match status {
+            StatusCode::UNAUTHORIZED => ApiError::Unauthenticated("authentication required"),
+            StatusCode::FORBIDDEN => ApiError::Forbidden("forbidden".into()),
+            StatusCode::TOO_MANY_REQUESTS => ApiError::TooManyRequests { retry_after: 1 },
             StatusCode::NOT_FOUND => ApiError::NotFound("resource".into()),
             StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed { allowed: "" },
             StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge { limit: BODY_LIMIT },
@@ -207,6 +233,9 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Unauthenticated(_) | ApiError::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) | ApiError::CsrfRejected => StatusCode::FORBIDDEN,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -222,10 +251,17 @@ impl ResponseError for ApiError {
         let code = self.code();
         crate::metrics::inc("palisade_http_errors_total", &[("code", code)]);
         let mut res = HttpResponse::build(self.status_code());
-        if let ApiError::MethodNotAllowed { allowed } = self {
-            if !allowed.is_empty() {
+        match self {
+            ApiError::MethodNotAllowed { allowed } if !allowed.is_empty() => {
                 res.insert_header((header::ALLOW, *allowed));
             }
+            ApiError::TooManyRequests { retry_after } => {
+                res.insert_header((header::RETRY_AFTER, retry_after.to_string()));
+            }
+            ApiError::Unauthenticated(_) | ApiError::InvalidCredentials => {
+                res.insert_header((header::WWW_AUTHENTICATE, "Api-Key realm=\"palisade\""));
+            }
+            _ => {}
         }
         res.json(ErrorBody {
             code,

@@ -3,23 +3,28 @@
 //! Owns: the routes ([`configure`]), the application with its request middleware
 //! ([`app`]), the listening server ([`bind`]), and the translation between HTTP and the
 //! store, queue and insight catalog. One file per concept: [`actor`] (the server as the
-//! supervisor's child), [`error`] (the one error type), `paging`, `probes` (health, readiness, metrics), `clouds`, `cluster`, `jobs`, `resources`,
-//! `insights`.
+//! supervisor's child), [`error`] (the one error type), [`guard`] (authentication, roles,
+//! CSRF and the audit log, in front of every route), `paging`, `probes` (health, readiness,
+//! metrics), `clouds`, `cluster`, `jobs`, `resources`, `insights`, `login` (sessions),
+//! `users` (users, API keys, the audit log).
 //!
 //! Must never: run a job or call a cloud (it enqueues through the scheduler), return a
-//! secret, answer an error with anything but a JSON `{"code","message"}` body, or panic on
-//! any input.
+//! secret, answer an error with anything but a JSON `{"code","message"}` body, panic on
+//! any input, or serve a route the access table (`crate::auth::access`) does not name.
 
 pub mod actor;
 pub mod error;
+pub mod guard;
 
 mod clouds;
 mod cluster;
 mod insights;
 mod jobs;
+mod login;
 mod paging;
 mod probes;
 mod resources;
+mod users;
 
 #[cfg(test)]
 mod tests;
@@ -51,6 +56,8 @@ pub struct ApiState {
     pub registry: Arc<crate::cluster::registry::NodeRegistry>,
     /// This node's id, reported by `/healthz`.
     pub node_id: String,
+    /// Session lifetime and the failed-login limiter.
+    pub login: Arc<crate::auth::LoginPolicy>,
 }
 
 /// Bind the interface server on `addr` with one worker and return it without awaiting it:
@@ -67,9 +74,10 @@ pub fn bind(addr: std::net::SocketAddr, state: ApiState) -> std::io::Result<Serv
     Ok(server)
 }
 
-/// The whole application: [`configure`]'s routes behind the request middleware, which
-/// counts `palisade_http_requests_total{status}`, logs each request at debug, and turns any
-/// error answer that some other layer produced into the JSON error body. Tests and
+/// The whole application: [`configure`]'s routes behind [`guard::guard`] (authentication,
+/// roles, CSRF, audit) and the request middleware, which counts
+/// `palisade_http_requests_total{status}`, logs each request at debug, and turns any error
+/// answer that some other layer produced into the JSON error body. Tests and
 /// [`bind`] both use this, so tests see exactly what clients see.
 pub fn app(
     state: ApiState,
@@ -83,6 +91,8 @@ pub fn app(
     >,
 > {
     App::new()
+        // inner: runs after the request middleware below has started its clock
+        .wrap(actix_web::middleware::from_fn(guard::guard))
         .wrap_fn(|req, srv| {
             let started = Instant::now();
             let method = req.method().clone();
@@ -145,6 +155,23 @@ pub fn configure(state: ApiState) -> impl FnOnce(&mut web::ServiceConfig) + Clon
             .service(resource("/healthz", "GET").route(web::get().to(probes::healthz)))
             .service(resource("/readyz", "GET").route(web::get().to(probes::readyz)))
             .service(resource("/metrics", "GET").route(web::get().to(probes::metrics)))
+            .service(resource("/v2/public/user/login", "POST").route(web::post().to(login::login)))
+            .service(resource("/v2/user/logout", "POST").route(web::post().to(login::logout)))
+            .service(resource("/v2/user/me", "GET").route(web::get().to(login::me)))
+            .service(
+                resource("/v2/users", "GET, POST")
+                    .route(web::get().to(users::list_users))
+                    .route(web::post().to(users::create_user)),
+            )
+            .service(
+                resource("/v2/api-keys", "GET, POST")
+                    .route(web::get().to(users::list_keys))
+                    .route(web::post().to(users::create_key)),
+            )
+            .service(
+                resource("/v2/api-keys/{id}", "DELETE").route(web::delete().to(users::revoke_key)),
+            )
+            .service(resource("/v2/audit", "GET").route(web::get().to(users::audit)))
             .service(
                 resource("/v2/clouds", "GET, POST")
                     .route(web::get().to(clouds::list))
@@ -182,8 +209,12 @@ pub fn configure(state: ApiState) -> impl FnOnce(&mut web::ServiceConfig) + Clon
     }
 }
 
-/// A resource whose unmatched methods get a JSON 405 naming the `allowed` ones.
+/// A resource whose unmatched methods get a JSON 405 naming the `allowed` ones. Every
+/// route is registered through here (tests record them to check each against the access
+/// table).
 fn resource(path: &str, allowed: &'static str) -> actix_web::Resource {
+    #[cfg(test)]
+    tests::REGISTERED.with(|r| r.borrow_mut().push((path.to_string(), allowed)));
     web::resource(path).default_service(web::to(move || async move {
         Err::<actix_web::HttpResponse, _>(ApiError::MethodNotAllowed { allowed })
     }))

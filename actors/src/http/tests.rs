@@ -1,5 +1,6 @@
 //! The REST API against a real SQLite store in memory, the in-process queue and bus, and
-//! the built-in insight catalog: what a client sends, what it gets back.
+//! the built-in insight catalog: what a client sends, what it gets back. Requests go as
+//! an admin (its API key in `Api-Key`) unless a test says otherwise ([`send_as`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -25,16 +26,39 @@ use crate::compliance::Catalog;
 use crate::queue::memory::MemoryQueue;
 use crate::settings::ComplianceSettings;
 use crate::store::{
-    DeletionSweep, FindingQuery, Page, ResourceQuery, ScanQuery, Store, StoreError,
+    AuditEntry, DeletionSweep, FindingQuery, Page, ResourceQuery, ScanQuery, Store, StoreError,
+    StoredApiKey, StoredSession, StoredUser,
 };
 
 const SECRET: &str = "wJalrXUtnFEMI-K7MDENG-s3cr3t";
 const EXTERNAL_ID: &str = "ext-id-that-is-secret";
 
+/// The API key of the admin every [`send`] authenticates as.
+const ADMIN_KEY: &str = "test-admin-key-0123456789abcdef";
+
+thread_local! {
+    /// Every (pattern, allowed methods) `super::resource` registered on this thread.
+    pub(super) static REGISTERED: std::cell::RefCell<Vec<(String, &'static str)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Login limits of the test state: 3 failures per 60 s.
+fn auth_settings() -> crate::settings::AuthSettings {
+    let mut s = crate::settings::Settings::defaults()
+        .expect("defaults")
+        .auth;
+    s.login_max_failures = 3;
+    s.login_window_secs = 60;
+    s
+}
+
 async fn state() -> ApiState {
     let store = crate::store::open("sqlite::memory:")
         .await
         .expect("sqlite in memory");
+    crate::auth::bootstrap::ensure_bootstrap_key(&store, ADMIN_KEY)
+        .await
+        .expect("admin key");
     let settings = ComplianceSettings {
         required_tags: vec!["Owner".into()],
         page_size: 100,
@@ -46,38 +70,64 @@ async fn state() -> ApiState {
         catalog: Arc::new(Catalog::builtin(&settings).expect("builtin catalog")),
         registry: Arc::new(NodeRegistry::new(std::time::Duration::from_secs(5))),
         node_id: "node-test".into(),
+        login: Arc::new(crate::auth::LoginPolicy::new(&auth_settings())),
     }
 }
 
-/// What came back: status, headers' Allow, raw body, and the body as JSON (null if none).
+/// What came back: status, headers' Allow, Set-Cookie and Retry-After, raw body, and the
+/// body as JSON (null if none).
 struct Reply {
     status: StatusCode,
     allow: Option<String>,
+    set_cookie: Option<String>,
+    retry_after: Option<String>,
     raw: Bytes,
     json: Value,
 }
 
-async fn send<S, R, B>(app: &S, req: R) -> Reply
+/// The request as the test admin (its API key), from 192.0.2.1.
+async fn send<S, B>(app: &S, req: TestRequest) -> Reply
 where
-    S: Service<R, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: MessageBody,
 {
+    send_as(app, req.insert_header(("Api-Key", ADMIN_KEY))).await
+}
+
+/// The request as it is, from 192.0.2.1 unless it names a peer.
+async fn send_as<S, B>(app: &S, req: TestRequest) -> Reply
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let mut req = req.to_request();
+    if req.head().peer_addr.is_none() {
+        req.head_mut().peer_addr = Some(PEER.parse().expect("peer"));
+    }
     let res = test::call_service(app, req).await;
     let status = res.status();
-    let allow = res
-        .headers()
-        .get(header::ALLOW)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let header_of = |name: header::HeaderName| {
+        res.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let allow = header_of(header::ALLOW);
+    let set_cookie = header_of(header::SET_COOKIE);
+    let retry_after = header_of(header::RETRY_AFTER);
     let raw = test::read_body(res).await;
     let json = serde_json::from_slice(&raw).unwrap_or(Value::Null);
     Reply {
         status,
         allow,
+        set_cookie,
+        retry_after,
         raw,
         json,
     }
 }
+
+const PEER: &str = "192.0.2.1:40000";
 
 fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack
@@ -152,8 +202,7 @@ async fn clouds_are_created_listed_shown_and_deleted_without_secrets() {
         &app,
         TestRequest::post()
             .uri("/v2/clouds")
-            .set_json(keys_cloud_body("production"))
-            .to_request(),
+            .set_json(keys_cloud_body("production")),
     )
     .await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.json);
@@ -174,58 +223,34 @@ async fn clouds_are_created_listed_shown_and_deleted_without_secrets() {
                 "provider": "aws", "name": "audit", "regions": ["us-west-2"],
                 "credentials": {"kind": "assume_role", "role_arn": "arn:aws:iam::123456789012:role/palisade", "external_id": EXTERNAL_ID},
             }))
-            .to_request(),
+            ,
     )
     .await;
     assert_eq!(role.status, StatusCode::CREATED, "{}", role.json);
     assert!(!contains(&role.raw, EXTERNAL_ID));
 
-    let list = send(&app, TestRequest::get().uri("/v2/clouds").to_request()).await;
+    let list = send(&app, TestRequest::get().uri("/v2/clouds")).await;
     assert_eq!(list.status, StatusCode::OK);
     assert_eq!(list.json["total"], 2);
     assert_eq!(list.json["items"].as_array().map(Vec::len), Some(2));
     assert!(!contains(&list.raw, SECRET) && !contains(&list.raw, EXTERNAL_ID));
 
-    let one = send(
-        &app,
-        TestRequest::get()
-            .uri(&format!("/v2/clouds/{id}"))
-            .to_request(),
-    )
-    .await;
+    let one = send(&app, TestRequest::get().uri(&format!("/v2/clouds/{id}"))).await;
     assert_eq!(one.status, StatusCode::OK);
     assert_eq!(one.json["id"], id.as_str());
     assert!(!contains(&one.raw, SECRET));
 
-    let deleted = send(
-        &app,
-        TestRequest::delete()
-            .uri(&format!("/v2/clouds/{id}"))
-            .to_request(),
-    )
-    .await;
+    let deleted = send(&app, TestRequest::delete().uri(&format!("/v2/clouds/{id}"))).await;
     assert_eq!(deleted.status, StatusCode::NO_CONTENT);
     assert!(deleted.raw.is_empty());
 
-    let gone = send(
-        &app,
-        TestRequest::get()
-            .uri(&format!("/v2/clouds/{id}"))
-            .to_request(),
-    )
-    .await;
+    let gone = send(&app, TestRequest::get().uri(&format!("/v2/clouds/{id}"))).await;
     assert_eq!(gone.status, StatusCode::NOT_FOUND);
     assert_eq!(gone.json["code"], "not_found");
-    let again = send(
-        &app,
-        TestRequest::delete()
-            .uri(&format!("/v2/clouds/{id}"))
-            .to_request(),
-    )
-    .await;
+    let again = send(&app, TestRequest::delete().uri(&format!("/v2/clouds/{id}"))).await;
     assert_eq!(again.status, StatusCode::NOT_FOUND);
 
-    let list = send(&app, TestRequest::get().uri("/v2/clouds").to_request()).await;
+    let list = send(&app, TestRequest::get().uri("/v2/clouds")).await;
     assert_eq!(list.json["total"], 1);
 }
 
@@ -238,20 +263,17 @@ async fn harvest_request_queues_a_p0_job_that_shows_in_status_and_stats() {
         &app,
         TestRequest::post()
             .uri("/v2/clouds")
-            .set_json(keys_cloud_body("prod"))
-            .to_request(),
+            .set_json(keys_cloud_body("prod")),
     )
     .await;
     let id = created.json["id"].as_str().expect("id").to_string();
 
-    let empty = send(&app, TestRequest::get().uri("/v2/jobs/queues").to_request()).await;
+    let empty = send(&app, TestRequest::get().uri("/v2/jobs/queues")).await;
     assert_eq!(empty.json["p0"]["depth"], 0);
 
     let accepted = send(
         &app,
-        TestRequest::post()
-            .uri(&format!("/v2/clouds/{id}/harvest"))
-            .to_request(),
+        TestRequest::post().uri(&format!("/v2/clouds/{id}/harvest")),
     )
     .await;
     assert_eq!(accepted.status, StatusCode::ACCEPTED, "{}", accepted.json);
@@ -260,13 +282,7 @@ async fn harvest_request_queues_a_p0_job_that_shows_in_status_and_stats() {
         .expect("job id")
         .to_string();
 
-    let job = send(
-        &app,
-        TestRequest::get()
-            .uri(&format!("/v2/jobs/{job_id}"))
-            .to_request(),
-    )
-    .await;
+    let job = send(&app, TestRequest::get().uri(&format!("/v2/jobs/{job_id}"))).await;
     assert_eq!(job.status, StatusCode::OK, "{}", job.json);
     assert_eq!(job.json["id"], job_id.as_str());
     assert_eq!(job.json["state"], "queued");
@@ -277,7 +293,7 @@ async fn harvest_request_queues_a_p0_job_that_shows_in_status_and_stats() {
     assert!(job.json["enqueued_at"].is_string());
     assert!(job.json["started_at"].is_null() && job.json["error"].is_null());
 
-    let stats = send(&app, TestRequest::get().uri("/v2/jobs/queues").to_request()).await;
+    let stats = send(&app, TestRequest::get().uri("/v2/jobs/queues")).await;
     assert_eq!(stats.status, StatusCode::OK);
     assert_eq!(stats.json["p0"]["depth"], 1, "{}", stats.json);
     assert_eq!(stats.json["p1"]["depth"], 0);
@@ -295,22 +311,19 @@ async fn harvest_request_queues_a_p0_job_that_shows_in_status_and_stats() {
         &app,
         TestRequest::post()
             .uri(&format!("/v2/clouds/{id}/harvest"))
-            .set_json(json!({"regions": ["eu-west-1"], "types": ["aws.ec2.volume"]}))
-            .to_request(),
+            .set_json(json!({"regions": ["eu-west-1"], "types": ["aws.ec2.volume"]})),
     )
     .await;
     assert_eq!(scoped.status, StatusCode::ACCEPTED, "{}", scoped.json);
     let scoped_id = scoped.json["job_id"].as_str().expect("job id").to_string();
     let job = send(
         &app,
-        TestRequest::get()
-            .uri(&format!("/v2/jobs/{scoped_id}"))
-            .to_request(),
+        TestRequest::get().uri(&format!("/v2/jobs/{scoped_id}")),
     )
     .await;
     assert_eq!(job.json["regions"], json!(["eu-west-1"]));
     assert_eq!(job.json["types"], json!(["aws.ec2.volume"]));
-    let stats = send(&app, TestRequest::get().uri("/v2/jobs/queues").to_request()).await;
+    let stats = send(&app, TestRequest::get().uri("/v2/jobs/queues")).await;
     assert_eq!(stats.json["p0"]["depth"], 2);
 
     // a region the cloud does not harvest, a type that does not exist, a cloud that does not
@@ -318,8 +331,7 @@ async fn harvest_request_queues_a_p0_job_that_shows_in_status_and_stats() {
         &app,
         TestRequest::post()
             .uri(&format!("/v2/clouds/{id}/harvest"))
-            .set_json(json!({"regions": ["ap-south-1"]}))
-            .to_request(),
+            .set_json(json!({"regions": ["ap-south-1"]})),
     )
     .await;
     assert_eq!(foreign.status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -327,30 +339,23 @@ async fn harvest_request_queues_a_p0_job_that_shows_in_status_and_stats() {
         &app,
         TestRequest::post()
             .uri(&format!("/v2/clouds/{id}/harvest"))
-            .set_json(json!({"types": ["aws.ec2.nothing"]}))
-            .to_request(),
+            .set_json(json!({"types": ["aws.ec2.nothing"]})),
     )
     .await;
     assert_eq!(bad_type.status, StatusCode::UNPROCESSABLE_ENTITY);
     let missing = send(
         &app,
-        TestRequest::post()
-            .uri("/v2/clouds/no-such-cloud/harvest")
-            .to_request(),
+        TestRequest::post().uri("/v2/clouds/no-such-cloud/harvest"),
     )
     .await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
-    let stats = send(&app, TestRequest::get().uri("/v2/jobs/queues").to_request()).await;
+    let stats = send(&app, TestRequest::get().uri("/v2/jobs/queues")).await;
     assert_eq!(
         stats.json["p0"]["depth"], 2,
         "refused requests queue nothing"
     );
 
-    let unknown = send(
-        &app,
-        TestRequest::get().uri("/v2/jobs/no-such-job").to_request(),
-    )
-    .await;
+    let unknown = send(&app, TestRequest::get().uri("/v2/jobs/no-such-job")).await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
     assert_eq!(unknown.json["code"], "not_found");
 }
@@ -415,7 +420,7 @@ async fn resources_are_filtered_and_paged() {
     let total = |uri: &'static str| {
         let app = &app;
         async move {
-            let r = send(app, TestRequest::get().uri(uri).to_request()).await;
+            let r = send(app, TestRequest::get().uri(uri)).await;
             assert_eq!(r.status, StatusCode::OK, "{uri}: {}", r.json);
             let items = r.json["items"]
                 .as_array()
@@ -453,7 +458,7 @@ async fn resources_are_filtered_and_paged() {
     let mut seen = std::collections::BTreeSet::new();
     for (offset, expect) in [(0, 4), (4, 4), (8, 1), (12, 0)] {
         let uri = format!("/v2/resources?cloud=c1&limit=4&offset={offset}");
-        let r = send(&app, TestRequest::get().uri(&uri).to_request()).await;
+        let r = send(&app, TestRequest::get().uri(&uri)).await;
         assert_eq!(r.json["total"], 9);
         let items = r.json["items"].as_array().expect("items");
         assert_eq!(items.len(), expect, "{uri}");
@@ -512,9 +517,7 @@ async fn a_resource_is_found_by_uid_or_native_id_with_its_findings() {
 
     let by_uid = send(
         &app,
-        TestRequest::get()
-            .uri(&format!("/v2/resources/{}", vol.uid))
-            .to_request(),
+        TestRequest::get().uri(&format!("/v2/resources/{}", vol.uid)),
     )
     .await;
     assert_eq!(by_uid.status, StatusCode::OK, "{}", by_uid.json);
@@ -542,28 +545,16 @@ async fn a_resource_is_found_by_uid_or_native_id_with_its_findings() {
         ]
     );
 
-    let by_native = send(
-        &app,
-        TestRequest::get().uri("/v2/resources/vol-1").to_request(),
-    )
-    .await;
+    let by_native = send(&app, TestRequest::get().uri("/v2/resources/vol-1")).await;
     assert_eq!(by_native.status, StatusCode::OK);
     assert_eq!(by_native.json["uid"], vol.uid.as_str());
     assert_eq!(by_native.json["findings"].as_array().map(Vec::len), Some(2));
 
-    let other = send(
-        &app,
-        TestRequest::get().uri("/v2/resources/i-3").to_request(),
-    )
-    .await;
+    let other = send(&app, TestRequest::get().uri("/v2/resources/i-3")).await;
     assert_eq!(other.status, StatusCode::OK);
     assert_eq!(other.json["findings"], json!([]));
 
-    let missing = send(
-        &app,
-        TestRequest::get().uri("/v2/resources/vol-404").to_request(),
-    )
-    .await;
+    let missing = send(&app, TestRequest::get().uri("/v2/resources/vol-404")).await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
     assert_eq!(missing.json["code"], "not_found");
 }
@@ -596,7 +587,7 @@ async fn insights_list_counts_open_findings_and_pages_them() {
         .expect("resolve");
     let app = test::init_service(app(st.clone())).await;
 
-    let list = send(&app, TestRequest::get().uri("/v2/insights").to_request()).await;
+    let list = send(&app, TestRequest::get().uri("/v2/insights")).await;
     assert_eq!(list.status, StatusCode::OK);
     let items = list.json["items"].as_array().expect("items");
     assert_eq!(
@@ -624,26 +615,16 @@ async fn insights_list_counts_open_findings_and_pages_them() {
 
     let one = send(
         &app,
-        TestRequest::get()
-            .uri("/v2/insights/aws-ec2-missing-owner-tag")
-            .to_request(),
+        TestRequest::get().uri("/v2/insights/aws-ec2-missing-owner-tag"),
     )
     .await;
     assert_eq!(one.status, StatusCode::OK);
     assert_eq!(one.json["open_findings"], 3);
-    let none = send(
-        &app,
-        TestRequest::get()
-            .uri("/v2/insights/no-such-insight")
-            .to_request(),
-    )
-    .await;
+    let none = send(&app, TestRequest::get().uri("/v2/insights/no-such-insight")).await;
     assert_eq!(none.status, StatusCode::NOT_FOUND);
     let none = send(
         &app,
-        TestRequest::get()
-            .uri("/v2/insights/no-such-insight/findings")
-            .to_request(),
+        TestRequest::get().uri("/v2/insights/no-such-insight/findings"),
     )
     .await;
     assert_eq!(none.status, StatusCode::NOT_FOUND);
@@ -652,7 +633,7 @@ async fn insights_list_counts_open_findings_and_pages_them() {
         let uri = format!("/v2/insights/aws-ec2-missing-owner-tag/findings{q}");
         let app = &app;
         async move {
-            let r = send(app, TestRequest::get().uri(&uri).to_request()).await;
+            let r = send(app, TestRequest::get().uri(&uri)).await;
             assert_eq!(r.status, StatusCode::OK, "{uri}: {}", r.json);
             let items = r.json["items"].as_array().cloned().unwrap_or_default();
             (r.json["total"].as_u64().unwrap_or(u64::MAX), items)
@@ -762,7 +743,7 @@ async fn malformed_input_gets_a_json_4xx_and_never_a_5xx() {
         if let Some(ct) = ctype {
             req = req.insert_header((header::CONTENT_TYPE, ct));
         }
-        let r = send(&app, req.to_request()).await;
+        let r = send(&app, req).await;
         let shown: String = body.chars().take(120).collect();
         assert_eq!(
             r.status.as_u16(),
@@ -782,13 +763,7 @@ async fn malformed_input_gets_a_json_4xx_and_never_a_5xx() {
         }
     }
     // a bad parameter is named
-    let r = send(
-        &app,
-        TestRequest::get()
-            .uri("/v2/resources?limit=abc")
-            .to_request(),
-    )
-    .await;
+    let r = send(&app, TestRequest::get().uri("/v2/resources?limit=abc")).await;
     assert!(
         r.json["message"]
             .as_str()
@@ -796,11 +771,7 @@ async fn malformed_input_gets_a_json_4xx_and_never_a_5xx() {
         "{}",
         r.json
     );
-    let r = send(
-        &app,
-        TestRequest::get().uri("/v2/resources?type=x").to_request(),
-    )
-    .await;
+    let r = send(&app, TestRequest::get().uri("/v2/resources?type=x")).await;
     assert!(
         r.json["message"]
             .as_str()
@@ -814,7 +785,7 @@ async fn malformed_input_gets_a_json_4xx_and_never_a_5xx() {
         TestRequest::post()
             .uri("/v2/clouds")
             .set_json(json!({"provider": "aws", "name": "n", "regions": ["us-east-1"], "credentials": SECRET}))
-            .to_request(),
+            ,
     )
     .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -829,20 +800,20 @@ async fn malformed_input_gets_a_json_4xx_and_never_a_5xx() {
         "{errors_before} -> {errors_after}"
     );
     // nothing above was stored
-    let list = send(&app, TestRequest::get().uri("/v2/clouds").to_request()).await;
+    let list = send(&app, TestRequest::get().uri("/v2/clouds")).await;
     assert_eq!(list.json["total"], 1);
 }
 
 #[actix_web::test]
 async fn probes_and_metrics() {
     let app = test::init_service(app(state().await)).await;
-    let health = send(&app, TestRequest::get().uri("/healthz").to_request()).await;
+    let health = send(&app, TestRequest::get().uri("/healthz")).await;
     assert_eq!(health.status, StatusCode::OK);
     assert_eq!(health.json["status"], "ok");
-    let ready = send(&app, TestRequest::get().uri("/readyz").to_request()).await;
+    let ready = send(&app, TestRequest::get().uri("/readyz")).await;
     assert_eq!(ready.status, StatusCode::OK);
-    send(&app, TestRequest::get().uri("/no-such-route").to_request()).await;
-    let metrics = send(&app, TestRequest::get().uri("/metrics").to_request()).await;
+    send(&app, TestRequest::get().uri("/no-such-route")).await;
+    let metrics = send(&app, TestRequest::get().uri("/metrics")).await;
     assert_eq!(metrics.status, StatusCode::OK);
     let text = String::from_utf8_lossy(&metrics.raw);
     assert!(
@@ -863,60 +834,31 @@ async fn probes_and_metrics() {
 async fn dead_letters_cancel_and_drain_answer_as_documented() {
     let app = test::init_service(app(state().await)).await;
     // the embedded queue's failures are final and never dead-lettered
-    let r = send(&app, TestRequest::get().uri("/v2/jobs/dead").to_request()).await;
+    let r = send(&app, TestRequest::get().uri("/v2/jobs/dead")).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.json["total"], 0);
-    let r = send(
-        &app,
-        TestRequest::get().uri("/v2/jobs/dead?limit=0").to_request(),
-    )
-    .await;
+    let r = send(&app, TestRequest::get().uri("/v2/jobs/dead?limit=0")).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
-    let r = send(
-        &app,
-        TestRequest::get().uri("/v2/jobs/dead?nope=1").to_request(),
-    )
-    .await;
+    let r = send(&app, TestRequest::get().uri("/v2/jobs/dead?nope=1")).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
-    let r = send(
-        &app,
-        TestRequest::post()
-            .uri("/v2/jobs/nope/requeue")
-            .to_request(),
-    )
-    .await;
+    let r = send(&app, TestRequest::post().uri("/v2/jobs/nope/requeue")).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.json);
     assert_eq!(r.json["code"], "not_found");
     // cancel: unknown job, a job that is only queued, a drain request
-    let r = send(
-        &app,
-        TestRequest::post().uri("/v2/jobs/nope/cancel").to_request(),
-    )
-    .await;
+    let r = send(&app, TestRequest::post().uri("/v2/jobs/nope/cancel")).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.json);
     let body = keys_cloud_body("c");
-    let r = send(
-        &app,
-        TestRequest::post()
-            .uri("/v2/clouds")
-            .set_json(&body)
-            .to_request(),
-    )
-    .await;
+    let r = send(&app, TestRequest::post().uri("/v2/clouds").set_json(&body)).await;
     let cloud = r.json["id"].as_str().expect("cloud id").to_string();
     let r = send(
         &app,
-        TestRequest::post()
-            .uri(&format!("/v2/clouds/{cloud}/harvest"))
-            .to_request(),
+        TestRequest::post().uri(&format!("/v2/clouds/{cloud}/harvest")),
     )
     .await;
     let job = r.json["job_id"].as_str().expect("job id").to_string();
     let r = send(
         &app,
-        TestRequest::post()
-            .uri(&format!("/v2/jobs/{job}/cancel"))
-            .to_request(),
+        TestRequest::post().uri(&format!("/v2/jobs/{job}/cancel")),
     )
     .await;
     assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.json);
@@ -929,14 +871,12 @@ async fn dead_letters_cancel_and_drain_answer_as_documented() {
     );
     let r = send(
         &app,
-        TestRequest::post()
-            .uri("/v2/cluster/nodes/node-x/drain")
-            .to_request(),
+        TestRequest::post().uri("/v2/cluster/nodes/node-x/drain"),
     )
     .await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.json);
     assert_eq!(r.json["node"], "node-x");
-    let q = send(&app, TestRequest::get().uri("/v2/jobs/queues").to_request()).await;
+    let q = send(&app, TestRequest::get().uri("/v2/jobs/queues")).await;
     assert_eq!(q.json["dead_letter"], 0, "{}", q.json);
     assert!(q.json["in_flight_per_node"].is_object(), "{}", q.json);
 }
@@ -953,11 +893,7 @@ async fn cluster_nodes_lists_the_nodes_heard_from() {
         chrono::Utc::now() - chrono::Duration::seconds(20),
     );
     let app = test::init_service(app(st)).await;
-    let r = send(
-        &app,
-        TestRequest::get().uri("/v2/cluster/nodes").to_request(),
-    )
-    .await;
+    let r = send(&app, TestRequest::get().uri("/v2/cluster/nodes")).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.json["total"], 2);
     assert_eq!(r.json["items"][0]["node"], "web-1");
@@ -966,11 +902,7 @@ async fn cluster_nodes_lists_the_nodes_heard_from() {
     assert_eq!(r.json["items"][1]["state"], "up");
     assert_eq!(r.json["items"][1]["running_jobs"], 2);
     assert_eq!(r.json["items"][1]["roles"], json!(["worker"]));
-    let post = send(
-        &app,
-        TestRequest::post().uri("/v2/cluster/nodes").to_request(),
-    )
-    .await;
+    let post = send(&app, TestRequest::post().uri("/v2/cluster/nodes")).await;
     assert_eq!(post.status, StatusCode::METHOD_NOT_ALLOWED);
 }
 
@@ -1050,6 +982,58 @@ impl Store for DownStore {
     async fn count_open_findings(&self) -> Result<BTreeMap<InsightId, u64>, StoreError> {
         down()
     }
+    async fn create_user(&self, _: &StoredUser) -> Result<bool, StoreError> {
+        down()
+    }
+    async fn get_user(&self, _: &str) -> Result<Option<StoredUser>, StoreError> {
+        down()
+    }
+    async fn list_users(&self) -> Result<Vec<StoredUser>, StoreError> {
+        down()
+    }
+    async fn put_api_key(&self, _: &StoredApiKey) -> Result<bool, StoreError> {
+        down()
+    }
+    async fn find_api_key(
+        &self,
+        _: &str,
+    ) -> Result<Option<(StoredApiKey, crate::auth::Role)>, StoreError> {
+        down()
+    }
+    async fn get_api_key(&self, _: &str) -> Result<Option<StoredApiKey>, StoreError> {
+        down()
+    }
+    async fn list_api_keys(&self, _: Option<&str>) -> Result<Vec<StoredApiKey>, StoreError> {
+        down()
+    }
+    async fn revoke_api_key(&self, _: &str, _: Timestamp) -> Result<bool, StoreError> {
+        down()
+    }
+    async fn touch_api_key(&self, _: &str, _: Timestamp) -> Result<(), StoreError> {
+        down()
+    }
+    async fn put_session(&self, _: &StoredSession) -> Result<(), StoreError> {
+        down()
+    }
+    async fn find_session(
+        &self,
+        _: &str,
+        _: Timestamp,
+    ) -> Result<Option<(StoredSession, crate::auth::Role)>, StoreError> {
+        down()
+    }
+    async fn delete_session(&self, _: &str) -> Result<bool, StoreError> {
+        down()
+    }
+    async fn purge_sessions(&self, _: Timestamp) -> Result<u64, StoreError> {
+        down()
+    }
+    async fn append_audit(&self, _: &AuditEntry) -> Result<(), StoreError> {
+        down()
+    }
+    async fn list_audit(&self, _: u32, _: u64) -> Result<Page<AuditEntry>, StoreError> {
+        down()
+    }
     async fn ping(&self) -> Result<(), StoreError> {
         down()
     }
@@ -1067,12 +1051,12 @@ async fn a_store_outage_is_a_503_that_leaks_nothing_and_a_closed_queue_too() {
         "/v2/insights",
         "/v2/resources/x",
     ] {
-        let r = send(&svc, TestRequest::get().uri(uri).to_request()).await;
+        let r = send(&svc, TestRequest::get().uri(uri)).await;
         assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{uri}");
         assert_eq!(r.json["code"], "unavailable", "{uri}");
         assert!(!contains(&r.raw, "db-internal-host"), "{uri}: {}", r.json);
     }
-    let health = send(&svc, TestRequest::get().uri("/healthz").to_request()).await;
+    let health = send(&svc, TestRequest::get().uri("/healthz")).await;
     assert_eq!(
         health.status,
         StatusCode::OK,
@@ -1084,13 +1068,7 @@ async fn a_store_outage_is_a_503_that_leaks_nothing_and_a_closed_queue_too() {
     st.store.put_cloud(&cloud("c1")).await.expect("cloud");
     st.queue.close().await;
     let svc = test::init_service(app(st)).await;
-    let r = send(
-        &svc,
-        TestRequest::post()
-            .uri("/v2/clouds/c1/harvest")
-            .to_request(),
-    )
-    .await;
+    let r = send(&svc, TestRequest::post().uri("/v2/clouds/c1/harvest")).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.json);
     assert_eq!(r.json["code"], "unavailable");
 }
@@ -1124,4 +1102,565 @@ async fn bind_serves_on_a_socket_and_stops_gracefully() {
         tokio::net::TcpStream::connect(addr).await.is_err(),
         "still listening after stop"
     );
+}
+
+// ---- authentication and authorisation ----
+
+/// A user with `role` and an API key of theirs, made straight in the store.
+async fn key_for(st: &ApiState, user: &str, role: crate::auth::Role) -> String {
+    st.store
+        .create_user(&StoredUser {
+            name: user.into(),
+            role,
+            password_hash: String::new(),
+            created_at: chrono::Utc::now(),
+        })
+        .await
+        .expect("user");
+    let key = crate::auth::token::new_api_key();
+    st.store
+        .put_api_key(&StoredApiKey {
+            id: key.id.clone(),
+            user: user.into(),
+            name: format!("{user}'s key"),
+            hash: key.hash.clone(),
+            created_at: chrono::Utc::now(),
+            last_used: None,
+            revoked_at: None,
+        })
+        .await
+        .expect("key");
+    key.secret
+}
+
+fn with_key(req: TestRequest, key: &str) -> TestRequest {
+    req.insert_header(("Api-Key", key.to_string()))
+}
+
+/// The `palisade_session` cookie of a Set-Cookie header, as a Cookie header value.
+fn session_of(set_cookie: &str) -> String {
+    set_cookie
+        .split(';')
+        .next()
+        .expect("name=value")
+        .trim()
+        .to_string()
+}
+
+#[actix_web::test]
+async fn every_registered_route_has_an_access_rule_and_every_rule_a_route() {
+    use crate::auth::access::{rule, RULES};
+    REGISTERED.with(|r| r.borrow_mut().clear());
+    // `app` registers every route while it is built, on this thread
+    let _app = app(state().await);
+    let registered = REGISTERED.with(|r| r.borrow().clone());
+    assert!(registered.len() >= 25, "{registered:?}");
+    let mut pairs = Vec::new();
+    for (pattern, allowed) in &registered {
+        for method in allowed.split(',').map(str::trim) {
+            assert!(
+                rule(method, pattern).is_some(),
+                "{method} {pattern} is registered but has no access rule"
+            );
+            pairs.push((method.to_string(), pattern.clone()));
+        }
+    }
+    for (method, pattern, _) in RULES {
+        assert!(
+            pairs.iter().any(|(m, p)| m == method && p == pattern),
+            "the rule for {method} {pattern} names no registered route"
+        );
+    }
+}
+
+#[actix_web::test]
+async fn requests_without_credentials_get_401_and_only_probes_metrics_and_login_are_open() {
+    let app = test::init_service(app(state().await)).await;
+    for (method, uri) in [
+        ("GET", "/v2/clouds"),
+        ("POST", "/v2/clouds"),
+        ("GET", "/v2/resources"),
+        ("GET", "/v2/audit"),
+        ("GET", "/v2/user/me"),
+        ("POST", "/v2/cluster/reload"),
+        ("GET", "/v2/no-such-route"),
+        ("PUT", "/v2/clouds"),
+    ] {
+        let req = TestRequest::default()
+            .method(method.parse().expect("method"))
+            .uri(uri);
+        let r = send_as(&app, req).await;
+        assert_eq!(
+            r.status,
+            StatusCode::UNAUTHORIZED,
+            "{method} {uri}: {}",
+            r.json
+        );
+        assert_eq!(r.json["code"], "unauthenticated", "{method} {uri}");
+    }
+    let r = send_as(
+        &app,
+        with_key(TestRequest::get().uri("/v2/clouds"), "pal_not-a-key"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.json["code"], "unauthenticated");
+    let r = send_as(
+        &app,
+        TestRequest::get()
+            .uri("/v2/clouds")
+            .insert_header((header::COOKIE, "palisade_session=forged")),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.json);
+
+    for uri in ["/healthz", "/readyz", "/metrics"] {
+        let r = send_as(&app, TestRequest::get().uri(uri)).await;
+        assert_eq!(r.status, StatusCode::OK, "{uri} is open");
+    }
+    // with credentials, an unknown route is the usual 404 and a wrong method the 405
+    let r = send(&app, TestRequest::get().uri("/v2/no-such-route")).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = send(&app, TestRequest::put().uri("/v2/clouds")).await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[actix_web::test]
+async fn roles_are_enforced_on_every_kind_of_route() {
+    use crate::auth::Role;
+    let st = state().await;
+    st.store.put_cloud(&cloud("c1")).await.expect("cloud");
+    let viewer = key_for(&st, "vera", Role::Viewer).await;
+    let operator = key_for(&st, "otto", Role::Operator).await;
+    let app = test::init_service(app(st)).await;
+    let call = |method: &str, uri: &str, key: &str, body: Option<Value>| {
+        let mut req = TestRequest::default()
+            .method(method.parse().expect("method"))
+            .uri(uri)
+            .insert_header(("Api-Key", key.to_string()));
+        if let Some(b) = body {
+            req = req.set_json(b);
+        }
+        req
+    };
+    let cases: Vec<(&str, &str, &str, Option<Value>, u16)> = vec![
+        ("GET", "/v2/clouds", &viewer, None, 200),
+        ("GET", "/v2/resources", &viewer, None, 200),
+        ("GET", "/v2/jobs/queues", &viewer, None, 200),
+        ("GET", "/v2/user/me", &viewer, None, 200),
+        (
+            "POST",
+            "/v2/clouds",
+            &viewer,
+            Some(keys_cloud_body("v")),
+            403,
+        ),
+        ("POST", "/v2/clouds/c1/harvest", &viewer, None, 403),
+        ("DELETE", "/v2/clouds/c1", &viewer, None, 403),
+        ("POST", "/v2/jobs/x/cancel", &viewer, None, 403),
+        ("GET", "/v2/users", &viewer, None, 403),
+        ("GET", "/v2/audit", &viewer, None, 403),
+        // the router's re-quoted path decides, not the raw one
+        ("GET", "/v2/%75sers", &viewer, None, 403),
+        (
+            "POST",
+            "/v2/clouds",
+            &operator,
+            Some(keys_cloud_body("o")),
+            201,
+        ),
+        ("POST", "/v2/clouds/c1/harvest", &operator, None, 202),
+        ("POST", "/v2/jobs/nope/requeue", &operator, None, 404),
+        ("POST", "/v2/cluster/reload", &operator, None, 403),
+        ("POST", "/v2/cluster/nodes/n1/drain", &operator, None, 403),
+        (
+            "POST",
+            "/v2/users",
+            &operator,
+            Some(json!({"name":"x","password":"long enough","role":"admin"})),
+            403,
+        ),
+        ("GET", "/v2/audit", &operator, None, 403),
+        ("POST", "/v2/cluster/reload", ADMIN_KEY, None, 202),
+        ("GET", "/v2/audit", ADMIN_KEY, None, 200),
+        ("GET", "/v2/users", ADMIN_KEY, None, 200),
+    ];
+    for (method, uri, key, body, status) in cases {
+        let r = send_as(&app, call(method, uri, key, body)).await;
+        assert_eq!(r.status.as_u16(), status, "{method} {uri}: {}", r.json);
+        if status == 403 {
+            assert_eq!(r.json["code"], "forbidden", "{method} {uri}");
+        }
+    }
+}
+
+#[actix_web::test]
+async fn login_sets_a_strict_http_only_cookie_and_mutations_need_the_csrf_token() {
+    let app = test::init_service(app(state().await)).await;
+    let r = send(
+        &app,
+        TestRequest::post()
+            .uri("/v2/users")
+            .set_json(json!({"name": "olga", "password": "correct horse", "role": "operator"})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+    assert_eq!(r.json["role"], "operator");
+    assert!(!contains(&r.raw, "correct horse") && !contains(&r.raw, "argon2"));
+    let r = send(
+        &app,
+        TestRequest::post()
+            .uri("/v2/users")
+            .set_json(json!({"name": "olga", "password": "another one", "role": "viewer"})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    let r = send(
+        &app,
+        TestRequest::post()
+            .uri("/v2/users")
+            .set_json(json!({"name": "short", "password": "short", "role": "viewer"})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    let login = |user: &str, pass: &str| {
+        TestRequest::post()
+            .uri("/v2/public/user/login")
+            .set_json(json!({"username": user, "password": pass}))
+    };
+    // failures from addresses of their own, to stay below the limit of one address
+    let wrong = send_as(
+        &app,
+        login("olga", "wrong horse").peer_addr("198.51.100.7:1".parse().expect("peer")),
+    )
+    .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(wrong.json["code"], "invalid_credentials");
+    assert!(wrong.set_cookie.is_none());
+    let nobody = send_as(
+        &app,
+        login("nobody", "wrong horse").peer_addr("198.51.100.8:1".parse().expect("peer")),
+    )
+    .await;
+    assert_eq!(nobody.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(nobody.json, wrong.json, "unknown users look the same");
+    let bootstrap = send_as(
+        &app,
+        login("bootstrap", "").peer_addr("198.51.100.9:1".parse().expect("peer")),
+    )
+    .await;
+    assert_eq!(
+        bootstrap.status,
+        StatusCode::UNAUTHORIZED,
+        "no password, no login"
+    );
+
+    let ok = send_as(&app, login("olga", "correct horse")).await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.json);
+    assert_eq!(ok.json["user"], "olga");
+    assert_eq!(ok.json["role"], "operator");
+    let csrf = ok.json["csrf_token"]
+        .as_str()
+        .expect("csrf token")
+        .to_string();
+    assert!(csrf.len() >= 43);
+    let set = ok.set_cookie.expect("a session cookie");
+    for part in [
+        "palisade_session=",
+        "HttpOnly",
+        "SameSite=Strict",
+        "Path=/",
+        "Max-Age=",
+    ] {
+        assert!(set.contains(part), "{part} in {set}");
+    }
+    assert!(!set.contains("Secure"), "plain http: {set}");
+    let cookie = session_of(&set);
+
+    let me = send_as(
+        &app,
+        TestRequest::get()
+            .uri("/v2/user/me")
+            .insert_header((header::COOKIE, cookie.clone())),
+    )
+    .await;
+    assert_eq!(me.status, StatusCode::OK);
+    assert_eq!(me.json["user"], "olga");
+    assert_eq!(me.json["via"], "session");
+
+    let create = |token: Option<&str>| {
+        let mut req = TestRequest::post()
+            .uri("/v2/clouds")
+            .insert_header((header::COOKIE, cookie.clone()))
+            .set_json(keys_cloud_body("by-session"));
+        if let Some(t) = token {
+            req = req.insert_header(("X-CSRF-Token", t.to_string()));
+        }
+        req
+    };
+    for token in [None, Some("wrong"), Some("")] {
+        let r = send_as(&app, create(token)).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{token:?}: {}", r.json);
+        assert_eq!(r.json["code"], "csrf_rejected");
+    }
+    let r = send_as(&app, create(Some(&csrf))).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
+
+    // over https the cookie is Secure
+    let secure = send_as(
+        &app,
+        TestRequest::post()
+            .uri("https://palisade.example/v2/public/user/login")
+            .set_json(json!({"username": "olga", "password": "correct horse"})),
+    )
+    .await;
+    assert_eq!(secure.status, StatusCode::OK);
+    assert!(secure.set_cookie.unwrap_or_default().contains("; Secure"));
+
+    let out = send_as(
+        &app,
+        TestRequest::post()
+            .uri("/v2/user/logout")
+            .insert_header((header::COOKIE, cookie.clone()))
+            .insert_header(("X-CSRF-Token", csrf.clone())),
+    )
+    .await;
+    assert_eq!(out.status, StatusCode::NO_CONTENT);
+    assert!(out.set_cookie.unwrap_or_default().contains("Max-Age=0"));
+    let after = send_as(
+        &app,
+        TestRequest::get()
+            .uri("/v2/user/me")
+            .insert_header((header::COOKIE, cookie)),
+    )
+    .await;
+    assert_eq!(after.status, StatusCode::UNAUTHORIZED, "the session ended");
+}
+
+#[actix_web::test]
+async fn failed_logins_are_limited_per_user_and_per_address() {
+    let st = state().await;
+    crate::auth::bootstrap::add_user(
+        &st.store,
+        "lena",
+        crate::auth::Role::Viewer,
+        "right password",
+    )
+    .await
+    .expect("user");
+    crate::auth::bootstrap::add_user(&st.store, "mo", crate::auth::Role::Viewer, "right password")
+        .await
+        .expect("user");
+    let app = test::init_service(app(st)).await;
+    let login = |user: &str, pass: &str, peer: &str| {
+        TestRequest::post()
+            .uri("/v2/public/user/login")
+            .peer_addr(peer.parse().expect("peer"))
+            .set_json(json!({"username": user, "password": pass}))
+    };
+    let failures = || crate::metrics::value("palisade_auth_login_failures_total", &[]);
+    let before = failures();
+    // the limit of the test state: 3 failures in 60 s
+    for _ in 0..3 {
+        let r = send_as(&app, login("lena", "guess", "198.51.100.1:1")).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+    assert!(failures() >= before + 3);
+    // the user is blocked from anywhere, even with the right password
+    let r = send_as(&app, login("lena", "right password", "198.51.100.2:1")).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.json);
+    assert_eq!(r.json["code"], "too_many_requests");
+    let wait: u64 = r
+        .retry_after
+        .as_deref()
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After seconds");
+    assert!((1..=60).contains(&wait), "{wait}");
+    // the address is blocked for every user
+    let r = send_as(&app, login("mo", "right password", "198.51.100.1:2")).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    // another user from another address is not
+    let r = send_as(&app, login("mo", "right password", "198.51.100.3:1")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+}
+
+#[actix_web::test]
+async fn api_keys_are_created_shown_once_listed_and_revoked() {
+    use crate::auth::Role;
+    let st = state().await;
+    let operator = key_for(&st, "otto", Role::Operator).await;
+    let viewer = key_for(&st, "vera", Role::Viewer).await;
+    let app = test::init_service(app(st)).await;
+
+    let made = send_as(
+        &app,
+        with_key(TestRequest::post().uri("/v2/api-keys"), &operator)
+            .set_json(json!({"name": "ci pipeline"})),
+    )
+    .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.json);
+    let key = made.json["key"].as_str().expect("the key").to_string();
+    let id = made.json["id"].as_str().expect("an id").to_string();
+    assert!(key.starts_with("pal_"), "{key}");
+    assert_eq!(made.json["name"], "ci pipeline");
+    assert_eq!(made.json["user"], "otto");
+
+    let me = send_as(&app, with_key(TestRequest::get().uri("/v2/user/me"), &key)).await;
+    assert_eq!(me.status, StatusCode::OK);
+    assert_eq!(
+        (me.json["user"].clone(), me.json["api_key"].clone()),
+        (json!("otto"), json!(id))
+    );
+
+    let mine = send_as(
+        &app,
+        with_key(TestRequest::get().uri("/v2/api-keys"), &operator),
+    )
+    .await;
+    assert_eq!(mine.status, StatusCode::OK);
+    assert_eq!(mine.json["total"], 2, "otto's two keys: {}", mine.json);
+    assert!(!contains(&mine.raw, &key[4..]), "a key is shown once");
+    assert!(!contains(&mine.raw, &crate::auth::token::hash_secret(&key)));
+    assert!(mine.json["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .all(|k| k["user"] == "otto"));
+    let all = send(&app, TestRequest::get().uri("/v2/api-keys")).await;
+    assert_eq!(
+        all.json["total"], 4,
+        "an admin sees every key: {}",
+        all.json
+    );
+
+    let r = send_as(
+        &app,
+        with_key(
+            TestRequest::delete().uri(&format!("/v2/api-keys/{id}")),
+            &viewer,
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.json);
+    let r = send_as(
+        &app,
+        with_key(
+            TestRequest::delete().uri("/v2/api-keys/no-such-key"),
+            &operator,
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = send_as(
+        &app,
+        with_key(
+            TestRequest::delete().uri(&format!("/v2/api-keys/{id}")),
+            &operator,
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.json);
+
+    let r = send_as(&app, with_key(TestRequest::get().uri("/v2/user/me"), &key)).await;
+    assert_eq!(
+        r.status,
+        StatusCode::UNAUTHORIZED,
+        "a revoked key is refused"
+    );
+    let listed = send_as(
+        &app,
+        with_key(TestRequest::get().uri("/v2/api-keys"), &operator),
+    )
+    .await;
+    let revoked = listed.json["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|k| k["id"] == id.as_str())
+        .cloned()
+        .expect("the revoked key is still listed");
+    assert!(revoked["revoked_at"].is_string(), "{revoked}");
+
+    let bad = send_as(
+        &app,
+        with_key(TestRequest::post().uri("/v2/api-keys"), &operator).set_json(json!({"name": ""})),
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[actix_web::test]
+async fn mutating_calls_and_logins_are_audited_reads_and_anonymous_calls_are_not() {
+    use crate::auth::Role;
+    let st = state().await;
+    let viewer = key_for(&st, "vera", Role::Viewer).await;
+    let app = test::init_service(app(st.clone())).await;
+
+    let r = send(
+        &app,
+        TestRequest::post()
+            .uri("/v2/clouds")
+            .set_json(keys_cloud_body("a")),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let r = send_as(
+        &app,
+        with_key(TestRequest::post().uri("/v2/clouds"), &viewer).set_json(keys_cloud_body("v")),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    send(&app, TestRequest::get().uri("/v2/clouds")).await;
+    send_as(
+        &app,
+        TestRequest::post()
+            .uri("/v2/clouds")
+            .set_json(keys_cloud_body("anon")),
+    )
+    .await;
+    send_as(
+        &app,
+        TestRequest::post()
+            .uri("/v2/public/user/login")
+            .set_json(json!({"username": "mallory", "password": "guess"})),
+    )
+    .await;
+
+    let log = send(&app, TestRequest::get().uri("/v2/audit?limit=10")).await;
+    assert_eq!(log.status, StatusCode::OK, "{}", log.json);
+    assert_eq!(log.json["total"], 3, "{}", log.json);
+    let items = log.json["items"].as_array().expect("items");
+    let row = |i: usize| {
+        let e = &items[i];
+        (
+            e["principal"].as_str().unwrap_or("").to_string(),
+            e["action"].as_str().unwrap_or("").to_string(),
+            e["client"].as_str().unwrap_or("").to_string(),
+            e["status"].as_u64().unwrap_or(0),
+        )
+    };
+    assert_eq!(
+        row(0),
+        (
+            "mallory".into(),
+            "POST /v2/public/user/login".into(),
+            "192.0.2.1".into(),
+            401
+        )
+    );
+    let (who, action, _, status) = row(1);
+    assert!(who.starts_with("vera (key "), "{who}");
+    assert_eq!((action.as_str(), status), ("POST /v2/clouds", 403));
+    let (who, action, client, status) = row(2);
+    assert!(who.starts_with("bootstrap (key boot-"), "{who}");
+    assert_eq!(
+        (action.as_str(), client.as_str(), status),
+        ("POST /v2/clouds", "192.0.2.1", 201)
+    );
+    assert_eq!(items[2]["target"], "/v2/clouds");
+    assert!(items[2]["at"].is_string());
+    assert!(!contains(&log.raw, "guess"), "no password in the audit log");
+    let r = send(&app, TestRequest::get().uri("/v2/audit?limit=0")).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }

@@ -122,6 +122,10 @@ pub async fn all(store: SharedStore) {
     delete_cloud_removes_its_resources_and_findings(store.clone()).await;
     sync_findings_writes_only_what_changed(store.clone()).await;
     sync_findings_respects_its_range_and_scope(store.clone()).await;
+    users_are_created_once_and_listed(store.clone()).await;
+    api_keys_are_found_by_hash_until_revoked(store.clone()).await;
+    sessions_expire_and_end(store.clone()).await;
+    audit_log_appends_and_pages_newest_first(store.clone()).await;
     // last: it names the store's facts extractor for every later write
     scan_raw_with_facts_projects_as_properties_do(store.clone()).await;
 }
@@ -197,6 +201,265 @@ pub async fn scan_raw_with_facts_projects_as_properties_do(store: SharedStore) {
             }
         }
     }
+}
+
+fn fresh_user(label: &str) -> String {
+    format!(
+        "{label}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+fn user(name: &str, role: crate::auth::Role) -> StoredUser {
+    StoredUser {
+        name: name.to_owned(),
+        role,
+        password_hash: format!("$argon2id$v=19$m=19456,t=2,p=1$salt-of-{name}$hash"),
+        created_at: at(5),
+    }
+}
+
+fn api_key(id: &str, owner: &str, hash: &str) -> StoredApiKey {
+    StoredApiKey {
+        id: id.to_owned(),
+        user: owner.to_owned(),
+        name: format!("key \"{id}\" ünïcode"),
+        hash: hash.to_owned(),
+        created_at: at(10),
+        last_used: None,
+        revoked_at: None,
+    }
+}
+
+/// A user is created once (a taken name changes nothing), read back exactly, and listed
+/// by name.
+pub async fn users_are_created_once_and_listed(store: SharedStore) {
+    use crate::auth::Role;
+    let a = fresh_user("b-user");
+    let b = fresh_user("a-user");
+    assert!(store
+        .create_user(&user(&a, Role::Operator))
+        .await
+        .expect("create a"));
+    assert!(store
+        .create_user(&user(&b, Role::Viewer))
+        .await
+        .expect("create b"));
+    let mut again = user(&a, Role::Admin);
+    again.password_hash = "other".into();
+    assert!(
+        !store.create_user(&again).await.expect("create a again"),
+        "a taken name is refused"
+    );
+    assert_eq!(
+        store.get_user(&a).await.expect("get a"),
+        Some(user(&a, Role::Operator)),
+        "the first user stays as it was"
+    );
+    assert_eq!(
+        store.get_user("no-such-user").await.expect("get none"),
+        None
+    );
+    let listed: Vec<String> = store
+        .list_users()
+        .await
+        .expect("list users")
+        .into_iter()
+        .map(|u| u.name)
+        .filter(|n| *n == a || *n == b)
+        .collect();
+    assert_eq!(listed, vec![b.clone(), a.clone()], "by name");
+}
+
+/// A key is found by its hash, with its owner's role, until it is revoked; ids and hashes
+/// are unique; touching records the latest use; listings are per user or of everyone.
+pub async fn api_keys_are_found_by_hash_until_revoked(store: SharedStore) {
+    use crate::auth::Role;
+    let owner = fresh_user("key-owner");
+    let other = fresh_user("key-other");
+    store
+        .create_user(&user(&owner, Role::Operator))
+        .await
+        .expect("owner");
+    store
+        .create_user(&user(&other, Role::Viewer))
+        .await
+        .expect("other");
+    let id1 = crate::auth::token::random_id();
+    let id2 = crate::auth::token::random_id();
+    let h1 = crate::auth::token::hash_secret(&id1);
+    let h2 = crate::auth::token::hash_secret(&id2);
+    assert!(store
+        .put_api_key(&api_key(&id1, &owner, &h1))
+        .await
+        .expect("put 1"));
+    assert!(store
+        .put_api_key(&api_key(&id2, &other, &h2))
+        .await
+        .expect("put 2"));
+    assert!(
+        !store
+            .put_api_key(&api_key(&id1, &other, "f00"))
+            .await
+            .expect("same id"),
+        "a taken id is refused"
+    );
+    assert!(
+        !store
+            .put_api_key(&api_key(&crate::auth::token::random_id(), &other, &h1))
+            .await
+            .expect("same hash"),
+        "a taken hash is refused"
+    );
+
+    let (found, role) = store
+        .find_api_key(&h1)
+        .await
+        .expect("find 1")
+        .expect("key 1 is live");
+    assert_eq!(found, api_key(&id1, &owner, &h1));
+    assert_eq!(role, Role::Operator);
+    assert_eq!(store.find_api_key("0000").await.expect("find none"), None);
+
+    store.touch_api_key(&id1, at(30)).await.expect("touch");
+    store
+        .touch_api_key(&id1, at(20))
+        .await
+        .expect("touch older");
+    let got = store.get_api_key(&id1).await.expect("get").expect("key 1");
+    assert_eq!(got.last_used, Some(at(30)), "the latest use stays");
+
+    let mine: Vec<String> = store
+        .list_api_keys(Some(&owner))
+        .await
+        .expect("list mine")
+        .into_iter()
+        .map(|k| k.id)
+        .collect();
+    assert_eq!(mine, vec![id1.clone()]);
+    let all: Vec<String> = store
+        .list_api_keys(None)
+        .await
+        .expect("list all")
+        .into_iter()
+        .map(|k| k.id)
+        .filter(|id| *id == id1 || *id == id2)
+        .collect();
+    assert_eq!(all.len(), 2);
+
+    assert!(store.revoke_api_key(&id1, at(40)).await.expect("revoke"));
+    assert!(!store
+        .revoke_api_key(&id1, at(50))
+        .await
+        .expect("revoke again"));
+    assert!(!store
+        .revoke_api_key("nope", at(50))
+        .await
+        .expect("revoke none"));
+    assert_eq!(store.find_api_key(&h1).await.expect("find revoked"), None);
+    let revoked = store.get_api_key(&id1).await.expect("get").expect("kept");
+    assert_eq!(
+        revoked.revoked_at,
+        Some(at(40)),
+        "revoked keys are kept, marked"
+    );
+    assert!(store.find_api_key(&h2).await.expect("find 2").is_some());
+}
+
+/// A session is found by its hash until it expires or ends; purging removes only expired
+/// ones.
+pub async fn sessions_expire_and_end(store: SharedStore) {
+    use crate::auth::Role;
+    let name = fresh_user("session");
+    store
+        .create_user(&user(&name, Role::Admin))
+        .await
+        .expect("user");
+    let session = |token: &str, expires: i64| StoredSession {
+        hash: crate::auth::token::hash_secret(token),
+        user: name.clone(),
+        csrf_hash: crate::auth::token::hash_secret(&format!("csrf-{token}")),
+        expires_at: at(expires),
+    };
+    let live = session(&fresh_user("t"), 1_000);
+    let old = session(&fresh_user("t"), 100);
+    store.put_session(&live).await.expect("put live");
+    store.put_session(&old).await.expect("put old");
+    assert_eq!(
+        store.find_session(&live.hash, at(500)).await.expect("find"),
+        Some((live.clone(), Role::Admin))
+    );
+    assert_eq!(
+        store
+            .find_session(&old.hash, at(500))
+            .await
+            .expect("find old"),
+        None,
+        "an expired session is not found"
+    );
+    assert_eq!(
+        store
+            .find_session(&live.hash, at(1_000))
+            .await
+            .expect("at expiry"),
+        None,
+        "a session ends at its expiry"
+    );
+    assert!(store.purge_sessions(at(500)).await.expect("purge") >= 1);
+    assert!(!store.delete_session(&old.hash).await.expect("purged"));
+    assert!(store
+        .find_session(&live.hash, at(500))
+        .await
+        .expect("find")
+        .is_some());
+    assert!(store.delete_session(&live.hash).await.expect("delete"));
+    assert_eq!(
+        store.find_session(&live.hash, at(500)).await.expect("gone"),
+        None
+    );
+}
+
+/// Audit entries come back newest first with every field, paged with a total; overlong
+/// client input is cut, not refused.
+pub async fn audit_log_appends_and_pages_newest_first(store: SharedStore) {
+    let who = fresh_user("auditor");
+    let before = store.list_audit(1, 0).await.expect("list").total;
+    let entry = |n: u16| AuditEntry {
+        id: 0,
+        at: at(i64::from(n)),
+        principal: format!("{who} (key abc)"),
+        action: "POST /v2/clouds/{id}/harvest".into(),
+        target: format!("/v2/clouds/c-{n}/harvest"),
+        client: "192.0.2.7".into(),
+        status: 200 + n,
+    };
+    for n in 0..3 {
+        store.append_audit(&entry(n)).await.expect("append");
+    }
+    let mut long = entry(3);
+    long.target = format!("/v2/{}", "é".repeat(2_000));
+    long.principal = "p".repeat(1_000);
+    store
+        .append_audit(&long)
+        .await
+        .expect("overlong fields are cut");
+
+    let page = store.list_audit(3, 0).await.expect("list");
+    assert_eq!(page.total, before + 4);
+    assert_eq!(page.items.len(), 3);
+    let newest = &page.items[0];
+    assert_eq!(newest.target.chars().count(), AUDIT_TARGET_CHARS);
+    assert_eq!(newest.principal.chars().count(), AUDIT_PRINCIPAL_CHARS);
+    let mut second = page.items[1].clone();
+    assert!(second.id < newest.id, "newest first");
+    second.id = 0;
+    assert_eq!(second, entry(2));
+    let next = store.list_audit(3, 3).await.expect("second page");
+    assert!(next.items.iter().all(|e| e.id < page.items[2].id));
+    assert_eq!(
+        next.items.first().map(|e| e.target.clone()),
+        Some("/v2/clouds/c-0/harvest".to_string())
+    );
 }
 
 /// `scan_raw` pages through the same live resources as `scan_resources`, in the same

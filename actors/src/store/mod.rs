@@ -1,7 +1,8 @@
 //! The store port: where clouds, resources and findings live.
 //!
-//! Owns: the [`Store`] trait every storage backend implements, its query and error types,
-//! and [`open`] and [`migrate`], which pick the backend a `store.url` names. The embedded
+//! Owns: the [`Store`] trait every storage backend implements, its query and error types
+//! (with the stored forms of users, API keys, sessions and audit entries), and [`open`]
+//! and [`migrate`], which pick the backend a `store.url` names. The embedded
 //! backend is SQLite ([`sqlite`]); the cluster's backend is MySQL ([`mysql`]); both pass the
 //! same contract suite ([`contract`]).
 //!
@@ -391,6 +392,172 @@ pub(crate) fn cloud_from_row(row: &impl StoredRow) -> Result<CloudAccount, Store
     })
 }
 
+/// A user as stored. `password_hash` is an argon2id PHC string, empty for a user who cannot
+/// log in with a password (`bootstrap`).
+#[derive(Clone, PartialEq)]
+pub struct StoredUser {
+    pub name: String,
+    pub role: crate::auth::Role,
+    pub password_hash: String,
+    pub created_at: Timestamp,
+}
+
+impl std::fmt::Debug for StoredUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredUser")
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .field("password_hash", &"<redacted>")
+            .field("created_at", &self.created_at)
+            .finish()
+    }
+}
+
+/// An API key as stored: its public id, owner, label and the SHA-256 hex of the secret.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredApiKey {
+    pub id: String,
+    pub user: String,
+    pub name: String,
+    pub hash: String,
+    pub created_at: Timestamp,
+    /// Last authenticated use, recorded at most about once a minute.
+    pub last_used: Option<Timestamp>,
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// A login session as stored: the SHA-256 hex of its cookie's token and of its CSRF token.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredSession {
+    pub hash: String,
+    pub user: String,
+    pub csrf_hash: String,
+    pub expires_at: Timestamp,
+}
+
+/// One audit log entry: who did what to which target, from where, with which outcome.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AuditEntry {
+    /// Assigned by the store (ascending); ignored by [`Store::append_audit`].
+    pub id: u64,
+    pub at: Timestamp,
+    /// `user`, `user (key ID)`, or for a failed login the name that was tried.
+    pub principal: String,
+    /// Method and route pattern: `POST /v2/clouds/{id}/harvest`.
+    pub action: String,
+    /// The request's path: `/v2/clouds/7f.../harvest`.
+    pub target: String,
+    /// The client's address.
+    pub client: String,
+    /// The HTTP status of the answer.
+    pub status: u16,
+}
+
+/// Longest stored audit fields, in characters; longer values are cut (they are client
+/// input: a path, a tried user name).
+pub const AUDIT_PRINCIPAL_CHARS: usize = 128;
+pub const AUDIT_ACTION_CHARS: usize = 255;
+pub const AUDIT_TARGET_CHARS: usize = 512;
+pub const AUDIT_CLIENT_CHARS: usize = 64;
+
+impl AuditEntry {
+    /// The entry with every field cut to what the stores keep.
+    pub fn bounded(mut self) -> AuditEntry {
+        fn cut(s: &mut String, max: usize) {
+            if let Some((i, _)) = s.char_indices().nth(max) {
+                s.truncate(i);
+            }
+        }
+        cut(&mut self.principal, AUDIT_PRINCIPAL_CHARS);
+        cut(&mut self.action, AUDIT_ACTION_CHARS);
+        cut(&mut self.target, AUDIT_TARGET_CHARS);
+        cut(&mut self.client, AUDIT_CLIENT_CHARS);
+        self
+    }
+}
+
+/// A stored role, parsed.
+fn stored_role(owner: &str, text: &str) -> Result<crate::auth::Role, StoreError> {
+    text.parse()
+        .map_err(|e: String| StoreError::Corrupt(format!("{owner}: {e}")))
+}
+
+/// A row of `name, role, password_hash, created_at` as a user.
+pub(crate) fn user_from_row(row: &impl StoredRow) -> Result<StoredUser, StoreError> {
+    let name = row.text(0)?;
+    Ok(StoredUser {
+        name: name.to_owned(),
+        role: stored_role(&format!("user {name}"), row.text(1)?)?,
+        password_hash: row.text(2)?.to_owned(),
+        created_at: time_from_ms(row.int(3)?, "created_at")?,
+    })
+}
+
+/// A row of `id, user_name, name, hash, created_at, last_used, revoked_at` as an API key.
+pub(crate) fn api_key_from_row(row: &impl StoredRow) -> Result<StoredApiKey, StoreError> {
+    Ok(StoredApiKey {
+        id: row.text(0)?.to_owned(),
+        user: row.text(1)?.to_owned(),
+        name: row.text(2)?.to_owned(),
+        hash: row.text(3)?.to_owned(),
+        created_at: time_from_ms(row.int(4)?, "created_at")?,
+        last_used: row
+            .opt_int(5)?
+            .map(|v| time_from_ms(v, "last_used"))
+            .transpose()?,
+        revoked_at: row
+            .opt_int(6)?
+            .map(|v| time_from_ms(v, "revoked_at"))
+            .transpose()?,
+    })
+}
+
+/// A row of [`API_KEY_COLUMNS`] followed by the owner's role.
+pub(crate) fn owned_api_key_from_row(
+    row: &impl StoredRow,
+) -> Result<(StoredApiKey, crate::auth::Role), StoreError> {
+    let key = api_key_from_row(row)?;
+    let role = stored_role(&format!("user {}", key.user), row.text(7)?)?;
+    Ok((key, role))
+}
+
+/// A row of `hash, user_name, csrf_hash, expires_at, role` as a session and its user's role.
+pub(crate) fn session_from_row(
+    row: &impl StoredRow,
+) -> Result<(StoredSession, crate::auth::Role), StoreError> {
+    let user = row.text(1)?;
+    Ok((
+        StoredSession {
+            hash: row.text(0)?.to_owned(),
+            user: user.to_owned(),
+            csrf_hash: row.text(2)?.to_owned(),
+            expires_at: time_from_ms(row.int(3)?, "expires_at")?,
+        },
+        stored_role(&format!("user {user}"), row.text(4)?)?,
+    ))
+}
+
+/// A row of `id, occurred_at, principal, action, target, client, status` as an entry.
+pub(crate) fn audit_from_row(row: &impl StoredRow) -> Result<AuditEntry, StoreError> {
+    let id = row.int(0)?;
+    Ok(AuditEntry {
+        id: u64::try_from(id)
+            .map_err(|_| StoreError::Corrupt(format!("audit id {id} is negative")))?,
+        at: time_from_ms(row.int(1)?, "occurred_at")?,
+        principal: row.text(2)?.to_owned(),
+        action: row.text(3)?.to_owned(),
+        target: row.text(4)?.to_owned(),
+        client: row.text(5)?.to_owned(),
+        status: u16::try_from(row.int(6)?)
+            .map_err(|_| StoreError::Corrupt(format!("audit {id}: status out of range")))?,
+    })
+}
+
+pub(crate) const USER_COLUMNS: &str = "name, role, password_hash, created_at";
+pub(crate) const API_KEY_COLUMNS: &str =
+    "id, user_name, name, hash, created_at, last_used, revoked_at";
+pub(crate) const AUDIT_COLUMNS: &str = "id, occurred_at, principal, action, target, client, status";
+
 /// The resources a finished harvest of one (cloud, type, region) no longer saw.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DeletionSweep {
@@ -501,6 +668,45 @@ pub trait Store: Send + Sync + 'static {
 
     /// Cheap liveness check for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Add a user; false (and nothing changed) when the name is taken.
+    async fn create_user(&self, user: &StoredUser) -> Result<bool, StoreError>;
+    async fn get_user(&self, name: &str) -> Result<Option<StoredUser>, StoreError>;
+    /// Every user, by name.
+    async fn list_users(&self) -> Result<Vec<StoredUser>, StoreError>;
+
+    /// Add an API key; false (and nothing changed) when its id or hash is taken.
+    async fn put_api_key(&self, key: &StoredApiKey) -> Result<bool, StoreError>;
+    /// The unrevoked key whose secret hashes to `hash`, with its owner's role; none when
+    /// there is no such key or its owner is gone.
+    async fn find_api_key(
+        &self,
+        hash: &str,
+    ) -> Result<Option<(StoredApiKey, crate::auth::Role)>, StoreError>;
+    async fn get_api_key(&self, id: &str) -> Result<Option<StoredApiKey>, StoreError>;
+    /// The keys of one user, or of everyone, revoked ones included, oldest first.
+    async fn list_api_keys(&self, user: Option<&str>) -> Result<Vec<StoredApiKey>, StoreError>;
+    /// Revoke a key at `at`; false when it does not exist or is already revoked.
+    async fn revoke_api_key(&self, id: &str, at: Timestamp) -> Result<bool, StoreError>;
+    /// Record a use of a key.
+    async fn touch_api_key(&self, id: &str, at: Timestamp) -> Result<(), StoreError>;
+
+    async fn put_session(&self, session: &StoredSession) -> Result<(), StoreError>;
+    /// The session whose token hashes to `hash`, unexpired at `now`, with its user's role.
+    async fn find_session(
+        &self,
+        hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<(StoredSession, crate::auth::Role)>, StoreError>;
+    /// End a session; false when there was none.
+    async fn delete_session(&self, hash: &str) -> Result<bool, StoreError>;
+    /// Remove the sessions expired at `now`; returns how many.
+    async fn purge_sessions(&self, now: Timestamp) -> Result<u64, StoreError>;
+
+    /// Append an entry to the audit log (its fields cut by [`AuditEntry::bounded`]).
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;
+    /// The audit log, newest first.
+    async fn list_audit(&self, limit: u32, offset: u64) -> Result<Page<AuditEntry>, StoreError>;
 }
 
 /// A shared store handle.

@@ -22,10 +22,13 @@ use std::time::Duration;
 use tracing::{debug, info, warn};
 
 /// The migrations this build knows, in order; the last one's version is the schema version.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("mysql/migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("mysql/migrations/0001_init.sql")),
+    (2, include_str!("mysql/migrations/0002_auth.sql")),
+];
 
 /// The schema version this build reads and writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// The server-wide lock [`migrate`] holds, so that two nodes never migrate at once.
 const MIGRATION_LOCK: &str = "palisade_migrate";
@@ -81,6 +84,12 @@ const MAX_CLOUD: usize = 255;
 const MAX_REGION: usize = 64;
 const MAX_NATIVE_ID: usize = 2048;
 const MAX_INSIGHT: usize = 255;
+const MAX_USER: usize = 64;
+const MAX_KEY_ID: usize = 32;
+const MAX_HASH: usize = 64;
+const MAX_KEY_NAME_CHARS: usize = 255;
+/// Server error code of a duplicate key.
+const ER_DUP_ENTRY: u16 = 1062;
 /// Longest `account`, in characters.
 const MAX_ACCOUNT_CHARS: usize = 255;
 
@@ -768,6 +777,20 @@ fn into_chunks(rows: Vec<EncodedRow>, max_bytes: usize) -> Vec<Chunk> {
     out
 }
 
+/// Run an insert; false (not an error) when a unique key is taken.
+async fn insert_unless_taken(
+    conn: &mut Conn,
+    sql: &str,
+    params: Vec<Value>,
+    context: &str,
+) -> Result<bool, AttemptError> {
+    match conn.exec_drop(sql, params).await {
+        Ok(()) => Ok(true),
+        Err(mysql_async::Error::Server(e)) if e.code == ER_DUP_ENTRY => Ok(false),
+        Err(e) => Err(e).ctx(context),
+    }
+}
+
 fn bytes(s: &str) -> Value {
     Value::Bytes(s.as_bytes().to_vec())
 }
@@ -1385,6 +1408,291 @@ impl Store for MysqlStore {
         })
         .await
     }
+
+    async fn create_user(&self, user: &StoredUser) -> Result<bool, StoreError> {
+        check_len("name", "user", &user.name, MAX_USER)?;
+        let params = vec![
+            bytes(&user.name),
+            bytes(user.role.as_str()),
+            bytes(&user.password_hash),
+            Value::Int(ms(user.created_at)),
+        ];
+        let params = &params;
+        self.run("create_user", move || async move {
+            let mut conn = self.conn().await?;
+            insert_unless_taken(
+                &mut conn,
+                "INSERT INTO users (name, role, password_hash, created_at) VALUES (?, ?, ?, ?)",
+                params.clone(),
+                "create user",
+            )
+            .await
+        })
+        .await
+    }
+
+    async fn get_user(&self, name: &str) -> Result<Option<StoredUser>, StoreError> {
+        self.run("get_user", move || async move {
+            let mut conn = self.conn().await?;
+            let row = conn
+                .exec_first::<Row, _, _>(
+                    format!("SELECT {USER_COLUMNS} FROM users WHERE name = ?"),
+                    (bytes(name),),
+                )
+                .await
+                .ctx("get user")?;
+            Ok(row.as_ref().map(user_from_row).transpose()?)
+        })
+        .await
+    }
+
+    async fn list_users(&self) -> Result<Vec<StoredUser>, StoreError> {
+        self.run("list_users", move || async move {
+            let mut conn = self.conn().await?;
+            let users = conn
+                .exec_map(
+                    format!("SELECT {USER_COLUMNS} FROM users ORDER BY name"),
+                    (),
+                    |row: Row| user_from_row(&row),
+                )
+                .await
+                .ctx("list users")?;
+            Ok(users.into_iter().collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn put_api_key(&self, key: &StoredApiKey) -> Result<bool, StoreError> {
+        let owner = format!("api key {}", key.id);
+        check_len("id", &owner, &key.id, MAX_KEY_ID)?;
+        check_len("user", &owner, &key.user, MAX_USER)?;
+        check_len("hash", &owner, &key.hash, MAX_HASH)?;
+        if key.name.chars().count() > MAX_KEY_NAME_CHARS {
+            return Err(StoreError::Query(format!(
+                "{owner}: name is longer than {MAX_KEY_NAME_CHARS} characters"
+            )));
+        }
+        let opt_ms = |t: Option<Timestamp>| t.map_or(Value::NULL, |t| Value::Int(ms(t)));
+        let params = vec![
+            bytes(&key.id),
+            bytes(&key.user),
+            bytes(&key.name),
+            bytes(&key.hash),
+            Value::Int(ms(key.created_at)),
+            opt_ms(key.last_used),
+            opt_ms(key.revoked_at),
+        ];
+        let params = &params;
+        self.run("put_api_key", move || async move {
+            let mut conn = self.conn().await?;
+            insert_unless_taken(
+                &mut conn,
+                "INSERT INTO api_keys (id, user_name, name, hash, created_at, last_used, \
+                 revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                params.clone(),
+                "put api key",
+            )
+            .await
+        })
+        .await
+    }
+
+    async fn find_api_key(
+        &self,
+        hash: &str,
+    ) -> Result<Option<(StoredApiKey, crate::auth::Role)>, StoreError> {
+        self.run("find_api_key", move || async move {
+            let mut conn = self.conn().await?;
+            let row = conn
+                .exec_first::<Row, _, _>(
+                    "SELECT k.id, k.user_name, k.name, k.hash, k.created_at, k.last_used, \
+                     k.revoked_at, u.role FROM api_keys k JOIN users u ON u.name = k.user_name \
+                     WHERE k.hash = ? AND k.revoked_at IS NULL",
+                    (bytes(hash),),
+                )
+                .await
+                .ctx("find api key")?;
+            Ok(row.as_ref().map(owned_api_key_from_row).transpose()?)
+        })
+        .await
+    }
+
+    async fn get_api_key(&self, id: &str) -> Result<Option<StoredApiKey>, StoreError> {
+        self.run("get_api_key", move || async move {
+            let mut conn = self.conn().await?;
+            let row = conn
+                .exec_first::<Row, _, _>(
+                    format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = ?"),
+                    (bytes(id),),
+                )
+                .await
+                .ctx("get api key")?;
+            Ok(row.as_ref().map(api_key_from_row).transpose()?)
+        })
+        .await
+    }
+
+    async fn list_api_keys(&self, user: Option<&str>) -> Result<Vec<StoredApiKey>, StoreError> {
+        let (sql, params) = match user {
+            Some(u) => (
+                format!(
+                    "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE user_name = ? \
+                     ORDER BY created_at, id"
+                ),
+                vec![bytes(u)],
+            ),
+            None => (
+                format!("SELECT {API_KEY_COLUMNS} FROM api_keys ORDER BY created_at, id"),
+                Vec::new(),
+            ),
+        };
+        let (sql, params) = (&sql, &params);
+        self.run("list_api_keys", move || async move {
+            let mut conn = self.conn().await?;
+            let keys = conn
+                .exec_map(sql.as_str(), params.clone(), |row: Row| {
+                    api_key_from_row(&row)
+                })
+                .await
+                .ctx("list api keys")?;
+            Ok(keys.into_iter().collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn revoke_api_key(&self, id: &str, at: Timestamp) -> Result<bool, StoreError> {
+        self.run("revoke_api_key", move || async move {
+            let mut conn = self.conn().await?;
+            conn.exec_drop(
+                "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                (Value::Int(ms(at)), bytes(id)),
+            )
+            .await
+            .ctx("revoke api key")?;
+            Ok(conn.affected_rows() > 0)
+        })
+        .await
+    }
+
+    async fn touch_api_key(&self, id: &str, at: Timestamp) -> Result<(), StoreError> {
+        self.run("touch_api_key", move || async move {
+            let mut conn = self.conn().await?;
+            conn.exec_drop(
+                "UPDATE api_keys SET last_used = GREATEST(COALESCE(last_used, 0), ?) \
+                 WHERE id = ?",
+                (Value::Int(ms(at)), bytes(id)),
+            )
+            .await
+            .ctx("touch api key")
+        })
+        .await
+    }
+
+    async fn put_session(&self, session: &StoredSession) -> Result<(), StoreError> {
+        check_len("user", "session", &session.user, MAX_USER)?;
+        let params = vec![
+            bytes(&session.hash),
+            bytes(&session.user),
+            bytes(&session.csrf_hash),
+            Value::Int(ms(session.expires_at)),
+        ];
+        let params = &params;
+        self.run("put_session", move || async move {
+            let mut conn = self.conn().await?;
+            conn.exec_drop(
+                "INSERT INTO sessions (hash, user_name, csrf_hash, expires_at) \
+                 VALUES (?, ?, ?, ?)",
+                params.clone(),
+            )
+            .await
+            .ctx("put session")
+        })
+        .await
+    }
+
+    async fn find_session(
+        &self,
+        hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<(StoredSession, crate::auth::Role)>, StoreError> {
+        self.run("find_session", move || async move {
+            let mut conn = self.conn().await?;
+            let row = conn
+                .exec_first::<Row, _, _>(
+                    "SELECT s.hash, s.user_name, s.csrf_hash, s.expires_at, u.role \
+                     FROM sessions s JOIN users u ON u.name = s.user_name \
+                     WHERE s.hash = ? AND s.expires_at > ?",
+                    (bytes(hash), Value::Int(ms(now))),
+                )
+                .await
+                .ctx("find session")?;
+            Ok(row.as_ref().map(session_from_row).transpose()?)
+        })
+        .await
+    }
+
+    async fn delete_session(&self, hash: &str) -> Result<bool, StoreError> {
+        self.run("delete_session", move || async move {
+            let mut conn = self.conn().await?;
+            conn.exec_drop("DELETE FROM sessions WHERE hash = ?", (bytes(hash),))
+                .await
+                .ctx("delete session")?;
+            Ok(conn.affected_rows() > 0)
+        })
+        .await
+    }
+
+    async fn purge_sessions(&self, now: Timestamp) -> Result<u64, StoreError> {
+        self.run("purge_sessions", move || async move {
+            let mut conn = self.conn().await?;
+            conn.exec_drop(
+                "DELETE FROM sessions WHERE expires_at <= ?",
+                (Value::Int(ms(now)),),
+            )
+            .await
+            .ctx("purge sessions")?;
+            Ok(conn.affected_rows())
+        })
+        .await
+    }
+
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        let e = entry.clone().bounded();
+        let params = vec![
+            Value::Int(ms(e.at)),
+            bytes(&e.principal),
+            bytes(&e.action),
+            bytes(&e.target),
+            bytes(&e.client),
+            Value::Int(i64::from(e.status)),
+        ];
+        let params = &params;
+        self.run("append_audit", move || async move {
+            let mut conn = self.conn().await?;
+            conn.exec_drop(
+                "INSERT INTO audit_log (occurred_at, principal, action, target, client, status) \
+                 VALUES (?, ?, ?, ?, ?, ?)",
+                params.clone(),
+            )
+            .await
+            .ctx("append audit")
+        })
+        .await
+    }
+
+    async fn list_audit(&self, limit: u32, offset: u64) -> Result<Page<AuditEntry>, StoreError> {
+        let listing = Listing {
+            table: "audit_log",
+            columns: AUDIT_COLUMNS,
+            order: "id DESC",
+        };
+        let listing = &listing;
+        self.run("list_audit", move || async move {
+            self.page(listing, "", &[], limit, offset, audit_from_row)
+                .await
+        })
+        .await
+    }
 }
 
 #[cfg(test)]
@@ -1511,11 +1819,17 @@ mod tests {
 
     #[test]
     fn migrations_split_into_statements() {
+        let per_migration: Vec<usize> = MIGRATIONS
+            .iter()
+            .map(|(_, sql)| statements(sql).len())
+            .collect();
+        // 0001: clouds, resources, findings, compliance_runs;
+        // 0002: users, api_keys, sessions, audit_log
+        assert_eq!(per_migration, vec![4, 4]);
         let all: Vec<String> = MIGRATIONS
             .iter()
             .flat_map(|(_, sql)| statements(sql))
             .collect();
-        assert_eq!(all.len(), 4, "{all:#?}");
         assert!(all
             .iter()
             .all(|s| s.starts_with("CREATE TABLE IF NOT EXISTS")));

@@ -27,10 +27,11 @@ use tracing::{debug, info, warn};
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("sqlite/migrations/0001_init.sql")),
     (2, include_str!("sqlite/migrations/0002_facts.sql")),
+    (3, include_str!("sqlite/migrations/0003_auth.sql")),
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// How long a connection waits for a lock before it reports the store busy.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -1204,6 +1205,250 @@ impl Store for SqliteStore {
             conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
                 .map_err(|e| query("ping", e))?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn create_user(&self, user: &StoredUser) -> Result<bool, StoreError> {
+        let u = user.clone();
+        self.write("create_user", move |conn| {
+            let n = conn
+                .execute(
+                    "INSERT INTO users (name, role, password_hash, created_at) \
+                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (name) DO NOTHING",
+                    params![u.name, u.role.as_str(), u.password_hash, ms(u.created_at)],
+                )
+                .map_err(|e| query("create user", e))?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn get_user(&self, name: &str) -> Result<Option<StoredUser>, StoreError> {
+        let name = name.to_owned();
+        self.read("get_user", move |conn| {
+            let mut found = collect(
+                conn,
+                &format!("SELECT {USER_COLUMNS} FROM users WHERE name = ?1"),
+                params![name],
+                1,
+                |r| user_from_row(r),
+            )?;
+            Ok(found.pop())
+        })
+        .await
+    }
+
+    async fn list_users(&self) -> Result<Vec<StoredUser>, StoreError> {
+        self.read("list_users", |conn| {
+            collect(
+                conn,
+                &format!("SELECT {USER_COLUMNS} FROM users ORDER BY name"),
+                [],
+                0,
+                |r| user_from_row(r),
+            )
+        })
+        .await
+    }
+
+    async fn put_api_key(&self, key: &StoredApiKey) -> Result<bool, StoreError> {
+        let k = key.clone();
+        self.write("put_api_key", move |conn| {
+            let n = conn
+                .execute(
+                    "INSERT INTO api_keys (id, user_name, name, hash, created_at, last_used, \
+                     revoked_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
+                    params![
+                        k.id,
+                        k.user,
+                        k.name,
+                        k.hash,
+                        ms(k.created_at),
+                        k.last_used.map(ms),
+                        k.revoked_at.map(ms)
+                    ],
+                )
+                .map_err(|e| query("put api key", e))?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn find_api_key(
+        &self,
+        hash: &str,
+    ) -> Result<Option<(StoredApiKey, crate::auth::Role)>, StoreError> {
+        let hash = hash.to_owned();
+        self.read("find_api_key", move |conn| {
+            let mut found = collect(
+                conn,
+                "SELECT k.id, k.user_name, k.name, k.hash, k.created_at, k.last_used, \
+                 k.revoked_at, u.role FROM api_keys k JOIN users u ON u.name = k.user_name \
+                 WHERE k.hash = ?1 AND k.revoked_at IS NULL",
+                params![hash],
+                1,
+                |r| owned_api_key_from_row(r),
+            )?;
+            Ok(found.pop())
+        })
+        .await
+    }
+
+    async fn get_api_key(&self, id: &str) -> Result<Option<StoredApiKey>, StoreError> {
+        let id = id.to_owned();
+        self.read("get_api_key", move |conn| {
+            let mut found = collect(
+                conn,
+                &format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = ?1"),
+                params![id],
+                1,
+                |r| api_key_from_row(r),
+            )?;
+            Ok(found.pop())
+        })
+        .await
+    }
+
+    async fn list_api_keys(&self, user: Option<&str>) -> Result<Vec<StoredApiKey>, StoreError> {
+        let user = user.map(str::to_owned);
+        self.read("list_api_keys", move |conn| match &user {
+            Some(u) => collect(
+                conn,
+                &format!(
+                    "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE user_name = ?1 \
+                     ORDER BY created_at, id"
+                ),
+                params![u],
+                0,
+                |r| api_key_from_row(r),
+            ),
+            None => collect(
+                conn,
+                &format!("SELECT {API_KEY_COLUMNS} FROM api_keys ORDER BY created_at, id"),
+                [],
+                0,
+                |r| api_key_from_row(r),
+            ),
+        })
+        .await
+    }
+
+    async fn revoke_api_key(&self, id: &str, at: Timestamp) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.write("revoke_api_key", move |conn| {
+            let n = conn
+                .execute(
+                    "UPDATE api_keys SET revoked_at = ?1 WHERE id = ?2 AND revoked_at IS NULL",
+                    params![ms(at), id],
+                )
+                .map_err(|e| query("revoke api key", e))?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn touch_api_key(&self, id: &str, at: Timestamp) -> Result<(), StoreError> {
+        let id = id.to_owned();
+        self.write("touch_api_key", move |conn| {
+            conn.execute(
+                "UPDATE api_keys SET last_used = MAX(COALESCE(last_used, 0), ?1) WHERE id = ?2",
+                params![ms(at), id],
+            )
+            .map_err(|e| query("touch api key", e))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn put_session(&self, session: &StoredSession) -> Result<(), StoreError> {
+        let s = session.clone();
+        self.write("put_session", move |conn| {
+            conn.execute(
+                "INSERT INTO sessions (hash, user_name, csrf_hash, expires_at) \
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![s.hash, s.user, s.csrf_hash, ms(s.expires_at)],
+            )
+            .map_err(|e| query("put session", e))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn find_session(
+        &self,
+        hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<(StoredSession, crate::auth::Role)>, StoreError> {
+        let hash = hash.to_owned();
+        self.read("find_session", move |conn| {
+            let mut found = collect(
+                conn,
+                "SELECT s.hash, s.user_name, s.csrf_hash, s.expires_at, u.role \
+                 FROM sessions s JOIN users u ON u.name = s.user_name \
+                 WHERE s.hash = ?1 AND s.expires_at > ?2",
+                params![hash, ms(now)],
+                1,
+                |r| session_from_row(r),
+            )?;
+            Ok(found.pop())
+        })
+        .await
+    }
+
+    async fn delete_session(&self, hash: &str) -> Result<bool, StoreError> {
+        let hash = hash.to_owned();
+        self.write("delete_session", move |conn| {
+            let n = conn
+                .execute("DELETE FROM sessions WHERE hash = ?1", params![hash])
+                .map_err(|e| query("delete session", e))?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn purge_sessions(&self, now: Timestamp) -> Result<u64, StoreError> {
+        self.write("purge_sessions", move |conn| {
+            let n = conn
+                .execute(
+                    "DELETE FROM sessions WHERE expires_at <= ?1",
+                    params![ms(now)],
+                )
+                .map_err(|e| query("purge sessions", e))?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        let e = entry.clone().bounded();
+        self.write("append_audit", move |conn| {
+            conn.execute(
+                "INSERT INTO audit_log (occurred_at, principal, action, target, client, status) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    ms(e.at),
+                    e.principal,
+                    e.action,
+                    e.target,
+                    e.client,
+                    i64::from(e.status)
+                ],
+            )
+            .map_err(|e| query("append audit", e))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_audit(&self, limit: u32, offset: u64) -> Result<Page<AuditEntry>, StoreError> {
+        self.read("list_audit", move |conn| {
+            Listing {
+                table: "audit_log",
+                columns: AUDIT_COLUMNS,
+                order: "id DESC",
+            }
+            .page(conn, "", Vec::new(), limit, offset, |r| audit_from_row(r))
         })
         .await
     }

@@ -50,6 +50,9 @@ use serde_json::{json, Value};
 
 use palisade_proto::{Provider, ResourceType, Scope};
 
+/// The bootstrap (admin) API key every node starts with and the bench calls with.
+const API_KEY: &str = "bench-admin-api-key-0123456789";
+
 const DEFAULT_SCALE: u64 = 2000;
 const WORKER_COUNTS: [usize; 2] = [1, 2];
 const POLL: Duration = Duration::from_millis(100);
@@ -384,6 +387,7 @@ impl Node {
 
     fn get(&self, path: &str) -> Result<Value> {
         ureq::get(&self.url(path))
+            .set("Api-Key", API_KEY)
             .timeout(Duration::from_secs(10))
             .call()
             .with_context(|| format!("GET {path} on {}", self.name))?
@@ -565,6 +569,7 @@ fn node_env(
         ("PALISADE__REDIS__URL", setup.redis),
         ("PALISADE__REDIS__PREFIX", prefix),
         ("PALISADE__CLUSTER__SECRET", CLUSTER_SECRET),
+        ("PALISADE__AUTH__BOOTSTRAP_API_KEY", API_KEY),
         ("PALISADE__CLUSTER__HEARTBEAT_SECS", "1"),
         ("PALISADE__CLUSTER__LEADER_LEASE_SECS", "5"),
         ("PALISADE__SCHEDULER__HARVEST_INTERVAL_SECS", "3600"),
@@ -657,6 +662,7 @@ fn run_cluster(setup: &RunSetup<'_>) -> Result<Run> {
     let posted_at = Utc::now();
     let posted = Instant::now();
     let cloud: Value = ureq::post(&api.url("/v2/clouds"))
+        .set("Api-Key", API_KEY)
         .send_json(body)
         .context("POST /v2/clouds")?
         .into_json()?;

@@ -42,6 +42,9 @@ use anyhow::{bail, Context, Result};
 use chrono::DateTime;
 use serde_json::{json, Value};
 
+/// The bootstrap (admin) API key the bench starts the daemon with and calls it with.
+const API_KEY: &str = "bench-admin-api-key-0123456789";
+
 const DEFAULT_SCALE: u64 = 2000;
 const SAMPLE: Duration = Duration::from_millis(50);
 const TIME_RATIO_TARGET: f64 = 1.1;
@@ -200,6 +203,7 @@ fn harvest(palisade: &Path, dir: &Path, log: &Path, endpoint: &str, level: &str)
         .env("STAGE", "test")
         .env("RUST_LOG", level)
         .env("PALISADE__HTTP__BIND", format!("127.0.0.1:{port}"))
+        .env("PALISADE__AUTH__BOOTSTRAP_API_KEY", API_KEY)
         .env("PALISADE__SCHEDULER__HARVEST_INTERVAL_SECS", "0")
         .env("PALISADE__SCHEDULER__COMPLIANCE_INTERVAL_SECS", "0")
         .env("PALISADE__AWS__REQUESTS_PER_SECOND", "100000")
@@ -240,6 +244,7 @@ fn harvest(palisade: &Path, dir: &Path, log: &Path, endpoint: &str, level: &str)
     let body = json!({"provider": "aws", "name": "bench", "regions": REGIONS,
                       "credentials": {"kind": "default"}});
     let cloud: Value = ureq::post(&format!("{base}/v2/clouds"))
+        .set("Api-Key", API_KEY)
         .send_json(body)
         .context("POST /v2/clouds")?
         .into_json()?;
@@ -248,6 +253,7 @@ fn harvest(palisade: &Path, dir: &Path, log: &Path, endpoint: &str, level: &str)
     let rss_before = status_kb(pid, "VmRSS").unwrap_or(0);
     let posted = Instant::now();
     let job: Value = ureq::post(&format!("{base}/v2/clouds/{id}/harvest"))
+        .set("Api-Key", API_KEY)
         .call()
         .context("POST harvest")?
         .into_json()?;
@@ -258,6 +264,7 @@ fn harvest(palisade: &Path, dir: &Path, log: &Path, endpoint: &str, level: &str)
             peak_kb = peak_kb.max(kb);
         }
         let job: Value = ureq::get(&format!("{base}/v2/jobs/{job_id}"))
+            .set("Api-Key", API_KEY)
             .call()
             .context("GET job")?
             .into_json()?;

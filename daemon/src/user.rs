@@ -1,0 +1,114 @@
+//! `palisade user add|list`: the users of the REST API, managed from the command line.
+//!
+//! Reads the password from standard input (one line; echo turned off on a terminal) or a
+//! file, never from an argument (which `ps` would show), and never prints it.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use palisade_actors::auth::{bootstrap, Role};
+
+use crate::cli::{UserCommand, UserRole};
+use crate::conf::Loaded;
+
+/// Run a `user` subcommand; returns the exit code.
+pub fn user(loaded: &Loaded, command: UserCommand) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let url = loaded.settings.store.url.clone();
+    let result = match command {
+        UserCommand::Add {
+            name,
+            role,
+            password_file,
+        } => read_password(password_file.as_deref())
+            .and_then(|password| runtime.block_on(add(&url, &name, role, &password))),
+        UserCommand::List => runtime.block_on(list(&url)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn role_of(role: UserRole) -> Role {
+    match role {
+        UserRole::Admin => Role::Admin,
+        UserRole::Operator => Role::Operator,
+        UserRole::Viewer => Role::Viewer,
+    }
+}
+
+/// The password: the first line of `file`, else one line of standard input.
+fn read_password(file: Option<&Path>) -> anyhow::Result<String> {
+    let line = match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the password file {}", path.display()))?;
+            text.lines().next().unwrap_or_default().to_string()
+        }
+        None => {
+            let stdin = std::io::stdin();
+            let terminal = stdin.is_terminal();
+            if terminal {
+                eprint!("password: ");
+                let _ = std::io::stderr().flush();
+                set_echo(false);
+            }
+            let mut line = String::new();
+            let read = stdin.lock().read_line(&mut line);
+            if terminal {
+                set_echo(true);
+                eprintln!();
+            }
+            read.context("cannot read the password from standard input")?;
+            line
+        }
+    };
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+}
+
+/// Turn the terminal's echo off or on (best effort, through `stty`).
+fn set_echo(on: bool) {
+    let _ = std::process::Command::new("stty")
+        .arg(if on { "echo" } else { "-echo" })
+        .stdin(std::process::Stdio::inherit())
+        .status();
+}
+
+async fn add(url: &str, name: &str, role: UserRole, password: &str) -> anyhow::Result<()> {
+    let store = palisade_actors::store::open(url).await?;
+    bootstrap::add_user(&store, name, role_of(role), password).await?;
+    eprintln!("user {name} added with role {}", role_of(role));
+    Ok(())
+}
+
+async fn list(url: &str) -> anyhow::Result<()> {
+    let store = palisade_actors::store::open(url).await?;
+    let users = store.list_users().await?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{:<32} {:<9} CREATED", "NAME", "ROLE")?;
+    for u in users {
+        writeln!(
+            out,
+            "{:<32} {:<9} {}",
+            u.name,
+            u.role.as_str(),
+            u.created_at.format("%Y-%m-%dT%H:%M:%SZ")
+        )?;
+    }
+    Ok(())
+}
