@@ -954,7 +954,10 @@ impl Store for SqliteStore {
     }
 
     fn keep_facts(&self, facts: Arc<dyn Facts>) {
-        info!(fingerprint = facts.fingerprint(), "store keeps compliance facts");
+        info!(
+            fingerprint = facts.fingerprint(),
+            "store keeps compliance facts"
+        );
         *self.inner.facts.write().unwrap_or_else(|p| p.into_inner()) = Some(facts);
     }
 
@@ -1540,7 +1543,8 @@ mod tests {
                  applied_at INTEGER NOT NULL); INSERT INTO schema_version VALUES (1, 0);",
             )
             .expect("version table");
-            conn.execute_batch(MIGRATIONS[0].1).expect("version 1 schema");
+            conn.execute_batch(MIGRATIONS[0].1)
+                .expect("version 1 schema");
             conn.execute(
                 "INSERT INTO resources VALUES ('u1', 'c', 'aws', '1', 'us-east-1', \
                  'aws.ec2.volume', 'vol-1', 'v', 1000, 2000, NULL, '{\"Owner\":\"me\"}', \
@@ -1551,7 +1555,10 @@ mod tests {
         }
         let store = open(&url).await.expect("open migrates");
         let r = store.get_resource("u1").await.expect("get").expect("kept");
-        assert_eq!(r.properties, serde_json::json!({"encrypted": "false", "size": "8"}));
+        assert_eq!(
+            r.properties,
+            serde_json::json!({"encrypted": "false", "size": "8"})
+        );
         assert_eq!(r.tags.get("Owner").map(String::as_str), Some("me"));
         let conn = Connection::open(&path).expect("raw open");
         let version: i64 = conn
@@ -1578,7 +1585,10 @@ mod tests {
             chrono::Utc::now(),
         );
         // written before the store knew the catalog: no facts
-        store.upsert_resources(vec![r.clone()]).await.expect("upsert");
+        store
+            .upsert_resources(vec![r.clone()])
+            .await
+            .expect("upsert");
         let query = ScanQuery {
             cloud: None,
             types: vec![],
@@ -1589,15 +1599,23 @@ mod tests {
                 .scan_raw(&query, None, 10, RawPage::default())
                 .await
                 .expect("scan");
-            page.get(0).map(|r| r.properties.to_owned()).expect("one row")
+            page.get(0)
+                .map(|r| r.properties.to_owned())
+                .expect("one row")
         };
         let full = scan(store.clone(), query.clone()).await;
         assert!(full.contains("attachmentSet"), "no facts yet: {full}");
         store.keep_facts(catalog.facts());
         r.last_seen = chrono::Utc::now();
-        store.upsert_resources(vec![r.clone()]).await.expect("upsert");
+        store
+            .upsert_resources(vec![r.clone()])
+            .await
+            .expect("upsert");
         let facts = scan(store.clone(), query.clone()).await;
-        assert!(!facts.contains("attachmentSet"), "only what the insights read: {facts}");
+        assert!(
+            !facts.contains("attachmentSet"),
+            "only what the insights read: {facts}"
+        );
         assert!(facts.contains("encrypted"), "{facts}");
         let other = ScanQuery {
             facts: Some(catalog.fingerprint() ^ 1),
@@ -1605,7 +1623,11 @@ mod tests {
         };
         assert_eq!(scan(store.clone(), other).await, full);
         // the API still reads the whole properties
-        let got = store.get_resource(r.uid.as_str()).await.expect("get").expect("found");
+        let got = store
+            .get_resource(r.uid.as_str())
+            .await
+            .expect("get")
+            .expect("found");
         assert_eq!(got.properties, r.properties);
     }
 
