@@ -2,6 +2,7 @@
 //! estate through boto3 (`integration/estate.py`). One test binary; each test starts the
 //! services it needs (its own moto, its own daemon) and fails loudly when it cannot.
 
+mod api_fuzz;
 mod auth;
 mod cluster;
 mod support;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run Palisade's whole test suite, bringing up what it needs first:
 #   - Redis and MariaDB (installed from Debian's packages and started when missing),
-#   - a Python venv with moto[server] and boto3 (the AWS emulator and the estate seeder),
+#   - a Python venv with moto[server] and boto3 (the AWS emulator and the estate seeder)
+#     and schemathesis (which fuzzes the API from its OpenAPI document),
 # then `cargo test` over the workspace: unit tests, store contract tests and the
 # integration tests, which start the real `palisade` binary against their own moto.
 set -euo pipefail
@@ -42,13 +43,13 @@ mysqladmin -h 127.0.0.1 -P 3306 -uroot ping >/dev/null || { echo "mariadb is not
 command -v mysql >/dev/null || { say "installing mariadb-client"; apt_install mariadb-client; }
 mysql -h 127.0.0.1 -uroot -e "CREATE DATABASE IF NOT EXISTS test" >/dev/null
 
-# --- moto and boto3 in a venv ------------------------------------------------------------
+# --- moto, boto3 and schemathesis in a venv ----------------------------------------------
 venv="${PALISADE_TEST_VENV:-$HOME/.cache/palisade/test-venv}"
-if ! "$venv/bin/python" -c "import moto.server, boto3, flask_cors" >/dev/null 2>&1; then
-  say "creating the test venv at $venv (moto[server], boto3)"
+if ! "$venv/bin/python" -c "import moto.server, boto3, flask_cors, schemathesis.cli" >/dev/null 2>&1; then
+  say "creating the test venv at $venv (moto[server], boto3, schemathesis)"
   python3 -m venv "$venv" || { apt_install python3-venv; python3 -m venv "$venv"; }
   "$venv/bin/pip" install -q --upgrade pip
-  "$venv/bin/pip" install -q "moto[server]>=5,<6" "boto3"
+  "$venv/bin/pip" install -q "moto[server]>=5,<6" "boto3" "schemathesis>=4,<5"
 fi
 export PALISADE_TEST_PYTHON="$venv/bin/python"
 

@@ -76,6 +76,35 @@ pub struct LogSettings {
 #[serde(deny_unknown_fields)]
 pub struct HttpSettings {
     pub bind: SocketAddr,
+    /// Prefix of every route when a reverse proxy serves Palisade under a path
+    /// (`/palisade`); empty serves at the root.
+    pub base_path: String,
+    /// Peers whose `X-Forwarded-For` / `X-Forwarded-Proto` are believed.
+    pub trusted_proxies: Vec<ProxyNet>,
+}
+
+/// A trusted proxy's network: a CIDR (`10.0.0.0/8`, `fd00::/8`) or one address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProxyNet(pub ipnet::IpNet);
+
+impl std::str::FromStr for ProxyNet {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if let Ok(net) = s.parse::<ipnet::IpNet>() {
+            return Ok(ProxyNet(net.trunc()));
+        }
+        s.parse::<std::net::IpAddr>()
+            .map(|ip| ProxyNet(ipnet::IpNet::from(ip)))
+            .map_err(|_| format!("{s:?} is neither an address nor a CIDR network"))
+    }
+}
+
+impl<'de> Deserialize<'de> for ProxyNet {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        raw.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -306,6 +335,21 @@ impl Settings {
                 ));
             }
         }
+        let base = &self.http.base_path;
+        if !base.is_empty()
+            && (!base.starts_with('/')
+                || base.ends_with('/')
+                || base.contains("//")
+                || !base
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"/-._~".contains(&b)))
+        {
+            return Err(invalid(
+                "http.base_path",
+                "must be empty or a path like /palisade: a leading /, no trailing /, \
+                 letters, digits and -._~ only",
+            ));
+        }
         if self.redis.prefix.is_empty() {
             return Err(invalid("redis.prefix", "must not be empty"));
         }
@@ -451,6 +495,50 @@ mod tests {
         let mut s = Settings::defaults().expect("defaults parse");
         s.auth.bootstrap_api_key = "bootstrap-key-that-is-secret".into();
         assert!(!format!("{s:?}").contains("bootstrap-key-that"));
+    }
+
+    #[test]
+    fn reverse_proxy_settings() {
+        let base = Settings::defaults().expect("defaults parse");
+        assert_eq!(base.http.base_path, "");
+        assert!(base.http.trusted_proxies.is_empty());
+        let key_of = |s: &Settings| s.validate().err().map(|e| e.key);
+        let mut s = base.clone();
+        for ok in ["/palisade", "/a/b-c.d_e~"] {
+            s.http.base_path = ok.into();
+            assert_eq!(key_of(&s), None, "{ok}");
+        }
+        for bad in [
+            "palisade",
+            "/palisade/",
+            "/",
+            "//x",
+            "/a b",
+            "/{id}",
+            "/a?b",
+        ] {
+            s.http.base_path = bad.into();
+            assert_eq!(key_of(&s).as_deref(), Some("http.base_path"), "{bad}");
+        }
+        let nets: Vec<ProxyNet> = ["10.0.0.0/8", "192.0.2.7", "fd00::/8", "10.1.2.3/8"]
+            .iter()
+            .map(|n| n.parse().expect("network"))
+            .collect();
+        assert_eq!(nets[1].0.to_string(), "192.0.2.7/32");
+        assert_eq!(nets[3].0.to_string(), "10.0.0.0/8", "host bits dropped");
+        for bad in ["10.0.0.0/33", "proxy.example", ""] {
+            assert!(bad.parse::<ProxyNet>().is_err(), "{bad}");
+        }
+        let parsed: Result<Settings, _> = config::Config::builder()
+            .add_source(config::File::from_str(
+                DEFAULT_TOML,
+                config::FileFormat::Toml,
+            ))
+            .set_override("http.trusted_proxies", vec!["10.0.0.0/8", "nonsense"])
+            .and_then(|b| b.build())
+            .and_then(|c| c.try_deserialize());
+        let e = parsed.expect_err("a bad network is refused");
+        assert!(e.to_string().contains("nonsense"), "{e}");
     }
 
     #[test]

@@ -177,3 +177,37 @@ pub fn redis_cli(url: &str) -> Command {
     cmd.args(["-h", &host, "-p", &port]);
     cmd
 }
+
+/// Where a benchmark runs from: the workspace root and its target directory
+/// (`CARGO_TARGET_DIR`, else `<root>/target`).
+pub struct Workspace {
+    pub root: std::path::PathBuf,
+    pub target: std::path::PathBuf,
+}
+
+impl Workspace {
+    pub fn locate() -> Workspace {
+        let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        let root = root.canonicalize().unwrap_or(root);
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| root.join("target"));
+        Workspace { root, target }
+    }
+
+    /// Build the release `palisade` (`cargo build --release --locked -p palisade`) and
+    /// return its path.
+    pub fn release_daemon(&self) -> Result<std::path::PathBuf> {
+        println!("building the release daemon (cargo build --release -p palisade)");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let built = Command::new(cargo)
+            .args(["build", "--release", "--locked", "-p", "palisade"])
+            .current_dir(&self.root)
+            .status()
+            .context("run cargo build")?;
+        if !built.success() {
+            bail!("cargo build --release -p palisade failed");
+        }
+        Ok(self.target.join("release/palisade"))
+    }
+}

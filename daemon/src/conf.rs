@@ -14,7 +14,11 @@ use palisade_actors::settings::{Settings, DEFAULT_TOML};
 pub const STAGES: [&str; 3] = ["local", "test", "live"];
 
 /// Keys whose environment values are comma-separated lists.
-const LIST_KEYS: [&str; 2] = ["node.roles", "compliance.required_tags"];
+const LIST_KEYS: [&str; 3] = [
+    "node.roles",
+    "compliance.required_tags",
+    "http.trusted_proxies",
+];
 
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]

@@ -185,6 +185,7 @@ pub fn run(loaded: Loaded, sources: Sources, set_level: SetLevel) -> ExitCode {
                 registry: deps.registry.clone(),
                 node_id: node.clone(),
                 login: Arc::new(LoginPolicy::new(&settings.auth)),
+                proxy: http::ReverseProxy::from_settings(&settings.http),
             };
             let server = http::bind(settings.http.bind, state).map_err(|e| NodeError::Bind {
                 addr: settings.http.bind.to_string(),

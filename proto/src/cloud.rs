@@ -15,6 +15,7 @@ crate::id::string_id!(
 
 /// The cloud provider behind an account.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Provider {
     Aws,
@@ -55,6 +56,7 @@ impl std::str::FromStr for Provider {
 
 /// How Palisade authenticates to a cloud account.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Credentials {
     /// The default chain: environment, shared profile, instance metadata.
@@ -150,12 +152,15 @@ impl CloudAccount {
 
 /// A cloud account as the API shows it: credentials described, never revealed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CloudView {
     pub id: CloudId,
     pub provider: Provider,
     pub name: String,
     pub regions: Vec<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub credentials: serde_json::Value,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
 }
 

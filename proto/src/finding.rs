@@ -11,6 +11,7 @@ crate::id::string_id!(
 
 /// How much an insight's finding matters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Low,
@@ -32,6 +33,7 @@ impl Severity {
 
 /// Whether a finding still holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum FindingState {
     Open,
@@ -49,6 +51,7 @@ impl FindingState {
 
 /// One insight's verdict on one resource.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Finding {
     pub insight: InsightId,
     /// Palisade's key of the resource.
@@ -59,8 +62,11 @@ pub struct Finding {
     pub region: String,
     pub cloud: CloudId,
     pub state: FindingState,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub first_seen: Timestamp,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub last_seen: Timestamp,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub resolved_at: Option<Timestamp>,
 }

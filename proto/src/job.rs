@@ -13,6 +13,7 @@ crate::id::string_id!(
 
 /// Queue priority. `P0` always starts before any queued `P1` or `P2` job.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum JobPriority {
     /// Immediate, on-demand work (a user enqueueing a harvest).
@@ -48,6 +49,7 @@ impl fmt::Display for JobPriority {
 
 /// What a harvest job covers. Empty lists mean "everything the cloud is configured for".
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HarvestScope {
     pub cloud: CloudId,
     #[serde(default)]
@@ -58,6 +60,7 @@ pub struct HarvestScope {
 
 /// What a job does.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum JobKind {
     /// Harvest resources of a cloud account.
@@ -110,6 +113,7 @@ impl Job {
 
 /// Where a job is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum JobState {
     Queued,

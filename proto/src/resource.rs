@@ -79,6 +79,27 @@ impl ResourceType {
     }
 }
 
+/// The schema lists the dotted names (the derive would see the variants' Rust names
+/// through the declaring macro).
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for ResourceType {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+        utoipa::openapi::RefOr::T(Schema::Object(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(ResourceType::ALL.iter().map(|t| t.as_str())))
+                .description(Some(
+                    "A kind of cloud resource Palisade knows how to harvest (`aws.ec2.instance`).",
+                ))
+                .build(),
+        ))
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for ResourceType {}
+
 impl fmt::Display for ResourceType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -108,6 +129,7 @@ impl ResourceUid {
 
 /// One harvested resource.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Resource {
     /// Palisade's key, see [`ResourceUid`].
     pub uid: ResourceUid,
@@ -124,11 +146,15 @@ pub struct Resource {
     pub name: String,
     pub tags: BTreeMap<String, String>,
     /// The API's own description of the resource, as JSON.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub properties: serde_json::Value,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub first_seen: Timestamp,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub last_seen: Timestamp,
     /// When a later harvest stopped seeing the resource.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub deleted_at: Option<Timestamp>,
 }
 

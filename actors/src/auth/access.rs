@@ -5,7 +5,8 @@
 //! table is refused (deny by default); a unit test beside the routes walks every
 //! registered route and checks that it has an entry here.
 //!
-//! Must never: open a route beyond the probes, `/metrics` and `/v2/public/*`.
+//! Must never: open a route beyond the probes, `/metrics`, the OpenAPI document and
+//! `/v2/public/*`.
 
 use super::Role;
 
@@ -32,6 +33,8 @@ pub const RULES: &[(&str, &str, Access)] = &[
     // secret and no inventory; bind the interface to a private address or filter
     // `/metrics` at the reverse proxy where that is still too much.
     ("GET", "/metrics", Open),
+    // The API's description: no data, and clients need it before they have a key.
+    ("GET", "/v2/openapi.json", Open),
     ("POST", "/v2/public/user/login", Open),
     ("POST", "/v2/user/logout", Needs(Viewer)),
     ("GET", "/v2/user/me", Needs(Viewer)),
@@ -85,8 +88,10 @@ mod tests {
         for (method, pattern, access) in RULES {
             if *access == Open {
                 assert!(
-                    matches!(*pattern, "/healthz" | "/readyz" | "/metrics")
-                        || pattern.starts_with("/v2/public/"),
+                    matches!(
+                        *pattern,
+                        "/healthz" | "/readyz" | "/metrics" | "/v2/openapi.json"
+                    ) || pattern.starts_with("/v2/public/"),
                     "{method} {pattern} must not be open"
                 );
             } else {

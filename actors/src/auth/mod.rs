@@ -21,7 +21,19 @@ use serde::{Deserialize, Serialize};
 
 /// What a user may do. Ordered: `Admin > Operator > Viewer`; a role may do everything a
 /// lower one may.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Reads everything but the audit log and other users' keys.

@@ -5,15 +5,49 @@
 
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use serde::Deserialize;
-use serde_json::json;
 use tracing::info;
 
 use palisade_proto::{
-    CloudAccount, CloudId, Credentials, HarvestScope, JobKind, JobPriority, Provider, ResourceType,
+    CloudAccount, CloudId, CloudView, Credentials, HarvestScope, JobKind, JobPriority, Provider,
+    ResourceType,
 };
 
+use super::error::ErrorBody;
+use super::jobs::JobRef;
+use super::openapi::{schema, CloudList};
+use super::paging::{parse_sort, sort_by_key, ListPage, Paging};
 use super::{ApiError, ApiState};
 use crate::scheduler;
+
+/// What `GET /v2/clouds` may be sorted by (clouds are few: sorted in memory); natural
+/// order: `created_at`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum CloudOrder {
+    CreatedAt,
+    Name,
+    Id,
+    Provider,
+}
+
+pub(super) const SORT_FIELDS: &[(&str, CloudOrder)] = &[
+    ("created_at", CloudOrder::CreatedAt),
+    ("name", CloudOrder::Name),
+    ("id", CloudOrder::Id),
+    ("provider", CloudOrder::Provider),
+];
+
+/// The query string of `GET /v2/clouds`.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(super) struct CloudParams {
+    #[param(schema_with = schema::limit)]
+    limit: Option<String>,
+    #[param(schema_with = schema::offset)]
+    offset: Option<String>,
+    #[param(schema_with = schema::cloud_sort)]
+    sort: Option<String>,
+}
 
 /// Longest cloud name, in characters.
 const NAME_MAX: usize = 200;
@@ -23,21 +57,27 @@ const REGIONS_MAX: usize = 64;
 const SECRET_FIELD_MAX: usize = 2048;
 
 /// The body of `POST /v2/clouds`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct NewCloud {
+    /// Only `aws` has a harvester so far.
+    #[schema(value_type = Provider)]
     provider: String,
+    /// 1 to 200 characters, no control characters.
     name: String,
+    /// 1 to 64 region names like `us-east-1`.
     regions: Vec<String>,
     credentials: Credentials,
 }
 
 /// The optional body of `POST /v2/clouds/{id}/harvest`. Empty lists mean "all".
-#[derive(Default, Deserialize)]
+#[derive(Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct HarvestRequest {
+    /// Some of the cloud's regions; empty or absent: all of them.
     #[serde(default)]
     regions: Vec<String>,
+    /// Some of the provider's resource types; empty or absent: all of them.
     #[serde(default)]
     types: Vec<ResourceType>,
 }
@@ -159,7 +199,22 @@ fn account_from(new: NewCloud) -> Result<CloudAccount, ApiError> {
     })
 }
 
-/// `POST /v2/clouds` → 201 with the cloud's view.
+/// Register a cloud account. The answer shows its credentials' kind and public parts only.
+#[utoipa::path(
+    post,
+    path = "/v2/clouds",
+    operation_id = "create_cloud",
+    tag = "clouds",
+    request_body = NewCloud,
+    responses(
+        (status = 201, description = "Registered; `Location` names it", body = CloudView,
+            headers(("Location" = String, description = "/v2/clouds/{id}"))),
+        (status = 400, description = "The body is not JSON (`malformed_json`, `malformed_body`)", body = ErrorBody),
+        (status = 413, description = "The body is larger than 256 KiB (`payload_too_large`)", body = ErrorBody),
+        (status = 415, description = "The body is not application/json (`unsupported_media_type`)", body = ErrorBody),
+        (status = 422, description = "The body's content is not acceptable (`invalid_body`, `unsupported_provider`)", body = ErrorBody),
+    )
+)]
 pub(super) async fn create(
     state: web::Data<ApiState>,
     body: web::Json<NewCloud>,
@@ -175,11 +230,50 @@ pub(super) async fn create(
         .json(account.view()))
 }
 
-/// `GET /v2/clouds` → `{"total","items"}`.
-pub(super) async fn list(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
-    let clouds = state.store.list_clouds().await?;
-    let items: Vec<_> = clouds.iter().map(CloudAccount::view).collect();
-    Ok(HttpResponse::Ok().json(json!({"total": items.len(), "items": items})))
+/// The cloud accounts, sorted and paged.
+#[utoipa::path(
+    get,
+    path = "/v2/clouds",
+    operation_id = "list_clouds",
+    tag = "clouds",
+    params(CloudParams),
+    responses(
+        (status = 200, description = "One page of clouds", body = CloudList),
+        (status = 400, description = "A bad query parameter (`invalid_parameter`, `bad_sort`)", body = ErrorBody),
+    )
+)]
+pub(super) async fn list(
+    state: web::Data<ApiState>,
+    params: web::Query<CloudParams>,
+) -> Result<HttpResponse, ApiError> {
+    let given = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
+    let paging = Paging::parse(
+        given(&params.limit).as_deref(),
+        given(&params.offset).as_deref(),
+    )?;
+    let sort = parse_sort(given(&params.sort).as_deref(), SORT_FIELDS)?;
+    let mut items: Vec<CloudView> = state
+        .store
+        .list_clouds()
+        .await?
+        .iter()
+        .map(CloudAccount::view)
+        .collect();
+    if let Some(sort) = sort {
+        let desc = sort.descending;
+        match sort.field {
+            CloudOrder::CreatedAt => {
+                sort_by_key(&mut items, desc, |c| (c.created_at, c.id.clone()))
+            }
+            CloudOrder::Name => sort_by_key(&mut items, desc, |c| (c.name.clone(), c.id.clone())),
+            CloudOrder::Id => sort_by_key(&mut items, desc, |c| c.id.clone()),
+            CloudOrder::Provider => sort_by_key(&mut items, desc, |c| {
+                (c.provider, c.created_at, c.id.clone())
+            }),
+        }
+    }
+    let total = items.len() as u64;
+    Ok(HttpResponse::Ok().json(ListPage::new(total, paging.slice(items), paging)))
 }
 
 async fn find(state: &ApiState, id: &str) -> Result<CloudAccount, ApiError> {
@@ -195,7 +289,18 @@ fn shown(id: &str) -> String {
     id.chars().take(64).collect()
 }
 
-/// `GET /v2/clouds/{id}`.
+/// One cloud account.
+#[utoipa::path(
+    get,
+    path = "/v2/clouds/{id}",
+    operation_id = "get_cloud",
+    tag = "clouds",
+    params(("id" = String, Path, description = "Cloud id")),
+    responses(
+        (status = 200, description = "The cloud", body = CloudView),
+        (status = 404, description = "No such cloud (`not_found`)", body = ErrorBody),
+    )
+)]
 pub(super) async fn get(
     state: web::Data<ApiState>,
     id: web::Path<String>,
@@ -204,7 +309,18 @@ pub(super) async fn get(
     Ok(HttpResponse::Ok().json(account.view()))
 }
 
-/// `DELETE /v2/clouds/{id}` → 204, with its resources and findings.
+/// Remove a cloud account with its resources and findings.
+#[utoipa::path(
+    delete,
+    path = "/v2/clouds/{id}",
+    operation_id = "delete_cloud",
+    tag = "clouds",
+    params(("id" = String, Path, description = "Cloud id")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 404, description = "No such cloud (`not_found`)", body = ErrorBody),
+    )
+)]
 pub(super) async fn delete(
     state: web::Data<ApiState>,
     id: web::Path<String>,
@@ -237,8 +353,25 @@ fn harvest_request(req: &HttpRequest, body: &[u8]) -> Result<HarvestRequest, Api
     serde_json::from_slice(body).map_err(|e| ApiError::from_serde_json(&e))
 }
 
-/// `POST /v2/clouds/{id}/harvest` with an optional `{"regions","types"}` → 202
-/// `{"job_id"}`: a p0 harvest job.
+/// Queue a p0 harvest of a cloud, of some regions and types or of everything.
+#[utoipa::path(
+    post,
+    path = "/v2/clouds/{id}/harvest",
+    operation_id = "harvest_cloud",
+    tag = "clouds",
+    params(("id" = String, Path, description = "Cloud id")),
+    request_body(content = Option<HarvestRequest>, description = "Optional; no body harvests everything"),
+    responses(
+        (status = 202, description = "Queued; `Location` names the job", body = JobRef,
+            headers(("Location" = String, description = "/v2/jobs/{job_id}"))),
+        (status = 400, description = "The body is not JSON (`malformed_json`, `malformed_body`)", body = ErrorBody),
+        (status = 404, description = "No such cloud (`not_found`)", body = ErrorBody),
+        (status = 409, description = "The same harvest is already queued or running (`conflict`)", body = ErrorBody),
+        (status = 413, description = "The body is larger than 256 KiB (`payload_too_large`)", body = ErrorBody),
+        (status = 415, description = "A body that is not application/json (`unsupported_media_type`)", body = ErrorBody),
+        (status = 422, description = "A region or type the cloud does not have (`invalid_body`)", body = ErrorBody),
+    )
+)]
 pub(super) async fn harvest(
     state: web::Data<ApiState>,
     id: web::Path<String>,
@@ -282,7 +415,7 @@ pub(super) async fn harvest(
             actix_web::http::header::LOCATION,
             format!("/v2/jobs/{job_id}"),
         ))
-        .json(json!({"job_id": job_id})))
+        .json(JobRef { job_id }))
 }
 
 #[cfg(test)]

@@ -48,7 +48,7 @@ pub enum ApiError {
     NotFound(String),
     /// 405: the route exists but not with this method.
     #[error("method not allowed; allowed: {allowed}")]
-    MethodNotAllowed { allowed: &'static str },
+    MethodNotAllowed { allowed: String },
     /// 409: the request conflicts with work already queued.
     #[error("{0}")]
     Conflict(String),
@@ -69,9 +69,84 @@ pub enum ApiError {
     Internal,
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    code: &'a str,
+/// Every `code` an error body can carry, with what it means: the list clients match on
+/// (and the one the OpenAPI document and README show). A test checks that every code the
+/// HTTP edge writes is here and that each is snake_case.
+pub const ERROR_CODES: &[(&str, &str)] = &[
+    ("bad_request", "400: the request could not be understood"),
+    (
+        "invalid_parameter",
+        "400: a query parameter is not valid (the message names it)",
+    ),
+    (
+        "bad_sort",
+        "400: `sort` names a field this list cannot be sorted by",
+    ),
+    ("invalid_path", "400: a path segment is not valid"),
+    ("malformed_json", "400: the body is not JSON"),
+    ("malformed_body", "400: the body could not be read"),
+    (
+        "unauthenticated",
+        "401: no credentials, or an unknown API key or session (see `WWW-Authenticate`)",
+    ),
+    (
+        "invalid_credentials",
+        "401: the user name or password of a login is wrong",
+    ),
+    (
+        "forbidden",
+        "403: the credentials lack the role the route needs",
+    ),
+    (
+        "csrf_rejected",
+        "403: a session's mutating request lacks its `X-CSRF-Token`",
+    ),
+    (
+        "not_found",
+        "404: the route or the named thing does not exist",
+    ),
+    (
+        "method_not_allowed",
+        "405: the route exists, not with this method (see `Allow`)",
+    ),
+    (
+        "conflict",
+        "409: the request conflicts with work queued or running",
+    ),
+    ("payload_too_large", "413: the body is larger than 256 KiB"),
+    (
+        "unsupported_media_type",
+        "415: the body is not application/json",
+    ),
+    (
+        "invalid_body",
+        "422: the JSON body's content is not acceptable",
+    ),
+    (
+        "unsupported_provider",
+        "422: the cloud provider has no harvester yet",
+    ),
+    (
+        "too_many_requests",
+        "429: too many failed logins; retry after `Retry-After` seconds",
+    ),
+    (
+        "internal",
+        "500: an unexpected failure, logged on the server",
+    ),
+    (
+        "unavailable",
+        "503: a backend (store, queue, bus) is out; retry later",
+    ),
+];
+
+/// The body of every error answer.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub(super) struct ErrorBody {
+    /// A stable snake_case code (see the API description for the list).
+    code: &'static str,
+    /// What went wrong, for a person.
     message: String,
 }
 
@@ -118,7 +193,9 @@ impl ApiError {
             StatusCode::FORBIDDEN => ApiError::Forbidden("forbidden".into()),
             StatusCode::TOO_MANY_REQUESTS => ApiError::TooManyRequests { retry_after: 1 },
             StatusCode::NOT_FOUND => ApiError::NotFound("resource".into()),
-            StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed { allowed: "" },
+            StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed {
+                allowed: String::new(),
+            },
             StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge { limit: BODY_LIMIT },
             StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType,
             StatusCode::SERVICE_UNAVAILABLE => ApiError::Unavailable("service"),
@@ -253,7 +330,7 @@ impl ResponseError for ApiError {
         let mut res = HttpResponse::build(self.status_code());
         match self {
             ApiError::MethodNotAllowed { allowed } if !allowed.is_empty() => {
-                res.insert_header((header::ALLOW, *allowed));
+                res.insert_header((header::ALLOW, allowed.as_str()));
             }
             ApiError::TooManyRequests { retry_after } => {
                 res.insert_header((header::RETRY_AFTER, retry_after.to_string()));
@@ -273,6 +350,57 @@ impl ResponseError for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_code_written_is_listed_and_snake_case() {
+        for (code, _) in ERROR_CODES {
+            assert!(
+                !code.is_empty()
+                    && code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                    && !code.starts_with('_')
+                    && !code.ends_with('_'),
+                "{code} is not snake_case"
+            );
+        }
+        let listed = |code: &str| ERROR_CODES.iter().any(|(c, _)| *c == code);
+        // codes chosen per variant
+        for e in [
+            ApiError::NotFound("x".into()),
+            ApiError::MethodNotAllowed {
+                allowed: String::new(),
+            },
+            ApiError::Conflict("x".into()),
+            ApiError::PayloadTooLarge { limit: 1 },
+            ApiError::UnsupportedMediaType,
+            ApiError::Unavailable("store"),
+            ApiError::Internal,
+        ] {
+            assert!(listed(e.code()), "{} is not listed", e.code());
+        }
+        // codes written as literals anywhere in the HTTP edge
+        let sources = [
+            include_str!("error.rs"),
+            include_str!("paging.rs"),
+            include_str!("clouds.rs"),
+            include_str!("resources.rs"),
+            include_str!("insights.rs"),
+            include_str!("jobs.rs"),
+            include_str!("cluster.rs"),
+            include_str!("mod.rs"),
+            include_str!("guard.rs"),
+            include_str!("login.rs"),
+            include_str!("users.rs"),
+        ];
+        let mut seen = 0;
+        for src in sources {
+            for part in src.split("code: \"").skip(1) {
+                let code = part.split('"').next().unwrap_or_default();
+                assert!(listed(code), "code {code:?} is written but not listed");
+                seen += 1;
+            }
+        }
+        assert!(seen >= 8, "the scan found the codes ({seen})");
+    }
 
     #[test]
     fn serde_messages_drop_the_offending_value() {

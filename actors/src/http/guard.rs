@@ -34,18 +34,13 @@ pub const CSRF_HEADER: &str = "X-CSRF-Token";
 /// A key's last use is written when the stored one is older than this (not on every call).
 const TOUCH_AFTER_MS: i64 = 60_000;
 
-/// The client's address: the peer's IP. (Taking `X-Forwarded-For` from trusted proxies
-/// belongs here, and only here.)
+/// The client's address, as the audit log records it (see [`super::forwarded`]: the peer,
+/// or what trusted proxies say the client was).
 pub fn client_addr(req: &HttpRequest) -> String {
-    req.peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_else(|| "unknown".to_string())
+    super::forwarded::client_addr(req).to_string()
 }
 
-/// Whether the request came over https (the session cookie is then `Secure`).
-pub fn is_https(req: &HttpRequest) -> bool {
-    req.app_config().secure() || req.connection_info().scheme() == "https"
-}
+pub use super::forwarded::is_https;
 
 /// The value of cookie `name`, if the request carries it.
 pub fn cookie(req: &HttpRequest, name: &str) -> Option<String> {
@@ -160,8 +155,21 @@ pub async fn guard(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    // The pattern the router will match: the same (re-quoted) path it routes on.
-    let pattern = req.resource_map().match_pattern(req.match_info().as_str());
+    // The pattern the router will match: the same (re-quoted) path it routes on, without
+    // the base path every route is served under.
+    let pattern = req
+        .resource_map()
+        .match_pattern(req.match_info().as_str())
+        .map(|p| {
+            let base = req
+                .app_data::<web::Data<ApiState>>()
+                .map(|s| s.proxy.base_path.clone())
+                .unwrap_or_default();
+            match p.strip_prefix(base.as_str()) {
+                Some(rest) if !base.is_empty() && rest.starts_with('/') => rest.to_string(),
+                _ => p,
+            }
+        });
     let method = req.method().clone();
     let needed = match &pattern {
         Some(p) => match access::rule(method.as_str(), p) {

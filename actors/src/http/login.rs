@@ -10,24 +10,46 @@ use std::time::Instant;
 
 use actix_web::http::header;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
+use utoipa::ToSchema;
 
+use super::error::ErrorBody;
 use super::guard::{self, client_addr, cookie, SESSION_COOKIE};
 use super::{ApiError, ApiState};
-use crate::auth::{check_user_name, password, token, Principal, Via, MAX_PASSWORD_BYTES};
+use crate::auth::{check_user_name, password, token, Principal, Role, Via, MAX_PASSWORD_BYTES};
 use crate::store::StoredSession;
 
 /// The audit action of a login.
 const LOGIN_ACTION: &str = "POST /v2/public/user/login";
 
 /// The body of `POST /v2/public/user/login`. No `Debug`: it holds a password.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct Login {
     username: String,
+    #[schema(format = Password)]
     password: String,
+}
+
+/// A successful login: who, with which role, and the token every mutating request of the
+/// session must carry in `X-CSRF-Token`.
+#[derive(Serialize, ToSchema)]
+pub(super) struct LoginAnswer {
+    user: String,
+    role: Role,
+    csrf_token: String,
+}
+
+/// Who the caller is.
+#[derive(Serialize, ToSchema)]
+pub(super) struct Me {
+    user: String,
+    role: Role,
+    /// `session` or `api_key`.
+    via: String,
+    /// The API key's public id, when the caller used one.
+    api_key: Option<String>,
 }
 
 /// The principal the guard put on the request.
@@ -46,6 +68,25 @@ fn session_cookie(req: &HttpRequest, value: &str, max_age_secs: u64) -> String {
 /// `POST /v2/public/user/login`: 200 `{"user","role","csrf_token"}` with the session
 /// cookie; 401 `invalid_credentials`; 429 with `Retry-After` after too many failures of
 /// this user name or from this address.
+#[utoipa::path(
+    post,
+    path = "/v2/public/user/login",
+    operation_id = "login",
+    tag = "users",
+    security(()),
+    request_body = Login,
+    responses(
+        (status = 200, description = "Signed in: the session cookie is set", body = LoginAnswer,
+            headers(("Set-Cookie" = String, description = "`palisade_session`, HttpOnly, SameSite=Strict"))),
+        (status = 400, description = "The body is not JSON (`malformed_json`, `malformed_body`)", body = ErrorBody),
+        (status = 401, description = "Wrong user name or password (`invalid_credentials`)", body = ErrorBody),
+        (status = 413, description = "The body is larger than 256 KiB (`payload_too_large`)", body = ErrorBody),
+        (status = 415, description = "The body is not application/json (`unsupported_media_type`)", body = ErrorBody),
+        (status = 422, description = "The body's content is not acceptable (`invalid_body`)", body = ErrorBody),
+        (status = 429, description = "Too many failed logins (`too_many_requests`)", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
 pub(super) async fn login(
     state: web::Data<ApiState>,
     req: HttpRequest,
@@ -112,15 +153,22 @@ pub(super) async fn login(
             session_cookie(&req, &session, ttl.as_secs()),
         ))
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(json!({
-            "user": user.name,
-            "role": user.role,
-            "csrf_token": csrf,
-        })))
+        .json(LoginAnswer {
+            user: user.name,
+            role: user.role,
+            csrf_token: csrf,
+        }))
 }
 
 /// `POST /v2/user/logout`: end the session of the cookie (204, the cookie cleared).
 /// With an API key there is no session: 204 and nothing changes.
+#[utoipa::path(
+    post,
+    path = "/v2/user/logout",
+    operation_id = "logout",
+    tag = "users",
+    responses((status = 204, description = "Signed out; the session cookie is cleared"))
+)]
 pub(super) async fn logout(
     state: web::Data<ApiState>,
     req: HttpRequest,
@@ -141,16 +189,23 @@ pub(super) async fn logout(
 }
 
 /// `GET /v2/user/me`: who the caller is, with which role, and how it authenticated.
+#[utoipa::path(
+    get,
+    path = "/v2/user/me",
+    operation_id = "me",
+    tag = "users",
+    responses((status = 200, description = "The caller", body = Me))
+)]
 pub(super) async fn me(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let who = principal(&req)?;
     let (via, key) = match &who.via {
         Via::Session => ("session", None),
         Via::ApiKey { id } => ("api_key", Some(id.clone())),
     };
-    Ok(HttpResponse::Ok().json(json!({
-        "user": who.user,
-        "role": who.role,
-        "via": via,
-        "api_key": key,
-    })))
+    Ok(HttpResponse::Ok().json(Me {
+        user: who.user,
+        role: who.role,
+        via: via.to_string(),
+        api_key: key,
+    }))
 }

@@ -1,12 +1,14 @@
 //! The interface server: Palisade's REST API v2, on actix-web.
 //!
-//! Owns: the routes ([`configure`]), the application with its request middleware
-//! ([`app`]), the listening server ([`bind`]), and the translation between HTTP and the
-//! store, queue and insight catalog. One file per concept: [`actor`] (the server as the
-//! supervisor's child), [`error`] (the one error type), [`guard`] (authentication, roles,
-//! CSRF and the audit log, in front of every route), `paging`, `probes` (health, readiness,
-//! metrics), `clouds`, `cluster`, `jobs`, `resources`, `insights`, `login` (sessions),
-//! `users` (users, API keys, the audit log).
+//! Owns: the routes ([`ROUTES`], registered by [`configure`] under `http.base_path`), the
+//! application with its request middleware ([`app`]), the listening server ([`bind`]), and
+//! the translation between HTTP and the store, queue and insight catalog. One file per
+//! concept: [`actor`] (the server as the supervisor's child), [`error`] (the one error
+//! type), [`forwarded`] (base path, trusted proxies, the client's address), [`openapi`]
+//! (the OpenAPI document of [`ROUTES`]), `paging` (the listing conventions), `probes`
+//! (health, readiness, metrics), [`guard`] (authentication, roles, CSRF and the audit log,
+//! in front of every route), `clouds`, `cluster`, `jobs`, `resources`, `insights`, `login`
+//! (sessions), `users` (users, API keys, the audit log).
 //!
 //! Must never: run a job or call a cloud (it enqueues through the scheduler), return a
 //! secret, answer an error with anything but a JSON `{"code","message"}` body, panic on
@@ -14,7 +16,9 @@
 
 pub mod actor;
 pub mod error;
+pub mod forwarded;
 pub mod guard;
+pub mod openapi;
 
 mod clouds;
 mod cluster;
@@ -34,6 +38,7 @@ use std::time::Instant;
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{Server, ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
 use actix_web::{web, App, HttpServer, ResponseError};
 use futures::FutureExt;
 use tracing::debug;
@@ -44,6 +49,7 @@ use crate::queue::SharedQueue;
 use crate::store::SharedStore;
 
 pub use error::{ApiError, BODY_LIMIT};
+pub use forwarded::{client_addr, is_https, ReverseProxy};
 
 /// What every handler reads: the ports and the insight catalog.
 #[derive(Clone)]
@@ -56,6 +62,8 @@ pub struct ApiState {
     pub registry: Arc<crate::cluster::registry::NodeRegistry>,
     /// This node's id, reported by `/healthz`.
     pub node_id: String,
+    /// The base path and the trusted proxies (`http.base_path`, `http.trusted_proxies`).
+    pub proxy: ReverseProxy,
     /// Session lifetime and the failed-login limiter.
     pub login: Arc<crate::auth::LoginPolicy>,
 }
@@ -135,11 +143,14 @@ fn normalize_error<B: MessageBody + 'static>(res: ServiceResponse<B>) -> Service
 }
 
 /// The routes with their shared state, body/query/path error handlers and the JSON 404
-/// for unknown routes, for `App::configure`. Middleware is not part of it (a
-/// `ServiceConfig` cannot carry any): use [`app`] for the full application.
+/// for unknown routes, for `App::configure`; every route under `http.base_path`.
+/// Middleware is not part of it (a `ServiceConfig` cannot carry any): use [`app`] for the
+/// full application.
 pub fn configure(state: ApiState) -> impl FnOnce(&mut web::ServiceConfig) + Clone {
     move |cfg: &mut web::ServiceConfig| {
-        cfg.app_data(web::Data::new(state))
+        let base = state.proxy.base_path.clone();
+        cfg.app_data(web::Data::new(state.proxy.trusted.clone()))
+            .app_data(web::Data::new(state))
             .app_data(
                 web::JsonConfig::default()
                     .limit(BODY_LIMIT)
@@ -151,72 +162,173 @@ pub fn configure(state: ApiState) -> impl FnOnce(&mut web::ServiceConfig) + Clon
             )
             .app_data(
                 web::PathConfig::default().error_handler(|e, _req| ApiError::from_path(e).into()),
-            )
-            .service(resource("/healthz", "GET").route(web::get().to(probes::healthz)))
-            .service(resource("/readyz", "GET").route(web::get().to(probes::readyz)))
-            .service(resource("/metrics", "GET").route(web::get().to(probes::metrics)))
-            .service(resource("/v2/public/user/login", "POST").route(web::post().to(login::login)))
-            .service(resource("/v2/user/logout", "POST").route(web::post().to(login::logout)))
-            .service(resource("/v2/user/me", "GET").route(web::get().to(login::me)))
-            .service(
-                resource("/v2/users", "GET, POST")
-                    .route(web::get().to(users::list_users))
-                    .route(web::post().to(users::create_user)),
-            )
-            .service(
-                resource("/v2/api-keys", "GET, POST")
-                    .route(web::get().to(users::list_keys))
-                    .route(web::post().to(users::create_key)),
-            )
-            .service(
-                resource("/v2/api-keys/{id}", "DELETE").route(web::delete().to(users::revoke_key)),
-            )
-            .service(resource("/v2/audit", "GET").route(web::get().to(users::audit)))
-            .service(
-                resource("/v2/clouds", "GET, POST")
-                    .route(web::get().to(clouds::list))
-                    .route(web::post().to(clouds::create)),
-            )
-            .service(
-                resource("/v2/clouds/{id}", "GET, DELETE")
-                    .route(web::get().to(clouds::get))
-                    .route(web::delete().to(clouds::delete)),
-            )
-            .service(
-                resource("/v2/clouds/{id}/harvest", "POST").route(web::post().to(clouds::harvest)),
-            )
-            // before /v2/jobs/{id}, which would otherwise take "queues" for a job id
-            .service(resource("/v2/jobs/queues", "GET").route(web::get().to(jobs::queues)))
-            .service(resource("/v2/jobs/dead", "GET").route(web::get().to(jobs::dead)))
-            .service(resource("/v2/jobs/{id}/requeue", "POST").route(web::post().to(jobs::requeue)))
-            .service(resource("/v2/jobs/{id}/cancel", "POST").route(web::post().to(jobs::cancel)))
-            .service(
-                resource("/v2/cluster/nodes/{id}/drain", "POST")
-                    .route(web::post().to(cluster::drain)),
-            )
-            .service(resource("/v2/cluster/reload", "POST").route(web::post().to(cluster::reload)))
-            .service(resource("/v2/jobs/{id}", "GET").route(web::get().to(jobs::get)))
-            .service(resource("/v2/cluster/nodes", "GET").route(web::get().to(cluster::nodes)))
-            .service(resource("/v2/resources", "GET").route(web::get().to(resources::list)))
-            .service(resource("/v2/resources/{id}", "GET").route(web::get().to(resources::get)))
-            .service(resource("/v2/insights", "GET").route(web::get().to(insights::list)))
-            .service(resource("/v2/insights/{id}", "GET").route(web::get().to(insights::get)))
-            .service(
-                resource("/v2/insights/{id}/findings", "GET")
-                    .route(web::get().to(insights::findings)),
-            )
-            .default_service(web::to(unknown_route));
+            );
+        if base.is_empty() {
+            register_routes(cfg);
+        } else {
+            cfg.service(
+                web::scope(&base)
+                    .configure(register_routes)
+                    .default_service(web::to(unknown_route)),
+            );
+        }
+        cfg.default_service(web::to(unknown_route));
     }
 }
 
-/// A resource whose unmatched methods get a JSON 405 naming the `allowed` ones. Every
-/// route is registered through here (tests record them to check each against the access
-/// table).
-fn resource(path: &str, allowed: &'static str) -> actix_web::Resource {
-    #[cfg(test)]
-    tests::REGISTERED.with(|r| r.borrow_mut().push((path.to_string(), allowed)));
-    web::resource(path).default_service(web::to(move || async move {
-        Err::<actix_web::HttpResponse, _>(ApiError::MethodNotAllowed { allowed })
+/// Binds a handler to a method-bound route: `|r| r.to(clouds::list)`.
+pub type RouteTarget = fn(actix_web::Route) -> actix_web::Route;
+
+/// One route: its path (actix's pattern, `{id}` for a segment) and its handler per method.
+pub struct RouteSpec {
+    pub path: &'static str,
+    pub methods: &'static [(Method, RouteTarget)],
+}
+
+/// Every route the interface server answers, in matching order: the one table that
+/// [`configure`] registers and that the OpenAPI document ([`openapi::ApiDoc`]) must match
+/// exactly (a test compares them). A new endpoint is a line here and one in `ApiDoc`.
+pub static ROUTES: &[RouteSpec] = &[
+    RouteSpec {
+        path: "/healthz",
+        methods: &[(Method::GET, |r| r.to(probes::healthz))],
+    },
+    RouteSpec {
+        path: "/readyz",
+        methods: &[(Method::GET, |r| r.to(probes::readyz))],
+    },
+    RouteSpec {
+        path: "/metrics",
+        methods: &[(Method::GET, |r| r.to(probes::metrics))],
+    },
+    RouteSpec {
+        path: "/v2/openapi.json",
+        methods: &[(Method::GET, |r| r.to(openapi::document))],
+    },
+    RouteSpec {
+        path: "/v2/public/user/login",
+        methods: &[(Method::POST, |r| r.to(login::login))],
+    },
+    RouteSpec {
+        path: "/v2/user/logout",
+        methods: &[(Method::POST, |r| r.to(login::logout))],
+    },
+    RouteSpec {
+        path: "/v2/user/me",
+        methods: &[(Method::GET, |r| r.to(login::me))],
+    },
+    RouteSpec {
+        path: "/v2/users",
+        methods: &[
+            (Method::GET, |r| r.to(users::list_users)),
+            (Method::POST, |r| r.to(users::create_user)),
+        ],
+    },
+    RouteSpec {
+        path: "/v2/api-keys",
+        methods: &[
+            (Method::GET, |r| r.to(users::list_keys)),
+            (Method::POST, |r| r.to(users::create_key)),
+        ],
+    },
+    RouteSpec {
+        path: "/v2/api-keys/{id}",
+        methods: &[(Method::DELETE, |r| r.to(users::revoke_key))],
+    },
+    RouteSpec {
+        path: "/v2/audit",
+        methods: &[(Method::GET, |r| r.to(users::audit))],
+    },
+    RouteSpec {
+        path: "/v2/clouds",
+        methods: &[
+            (Method::GET, |r| r.to(clouds::list)),
+            (Method::POST, |r| r.to(clouds::create)),
+        ],
+    },
+    RouteSpec {
+        path: "/v2/clouds/{id}",
+        methods: &[
+            (Method::GET, |r| r.to(clouds::get)),
+            (Method::DELETE, |r| r.to(clouds::delete)),
+        ],
+    },
+    RouteSpec {
+        path: "/v2/clouds/{id}/harvest",
+        methods: &[(Method::POST, |r| r.to(clouds::harvest))],
+    },
+    // before /v2/jobs/{id}, which would otherwise take "queues" for a job id
+    RouteSpec {
+        path: "/v2/jobs/queues",
+        methods: &[(Method::GET, |r| r.to(jobs::queues))],
+    },
+    RouteSpec {
+        path: "/v2/jobs/dead",
+        methods: &[(Method::GET, |r| r.to(jobs::dead))],
+    },
+    RouteSpec {
+        path: "/v2/jobs/{id}/requeue",
+        methods: &[(Method::POST, |r| r.to(jobs::requeue))],
+    },
+    RouteSpec {
+        path: "/v2/jobs/{id}/cancel",
+        methods: &[(Method::POST, |r| r.to(jobs::cancel))],
+    },
+    RouteSpec {
+        path: "/v2/jobs/{id}",
+        methods: &[(Method::GET, |r| r.to(jobs::get))],
+    },
+    RouteSpec {
+        path: "/v2/cluster/nodes/{id}/drain",
+        methods: &[(Method::POST, |r| r.to(cluster::drain))],
+    },
+    RouteSpec {
+        path: "/v2/cluster/reload",
+        methods: &[(Method::POST, |r| r.to(cluster::reload))],
+    },
+    RouteSpec {
+        path: "/v2/cluster/nodes",
+        methods: &[(Method::GET, |r| r.to(cluster::nodes))],
+    },
+    RouteSpec {
+        path: "/v2/resources",
+        methods: &[(Method::GET, |r| r.to(resources::list))],
+    },
+    RouteSpec {
+        path: "/v2/resources/{id}",
+        methods: &[(Method::GET, |r| r.to(resources::get))],
+    },
+    RouteSpec {
+        path: "/v2/insights",
+        methods: &[(Method::GET, |r| r.to(insights::list))],
+    },
+    RouteSpec {
+        path: "/v2/insights/{id}",
+        methods: &[(Method::GET, |r| r.to(insights::get))],
+    },
+    RouteSpec {
+        path: "/v2/insights/{id}/findings",
+        methods: &[(Method::GET, |r| r.to(insights::findings))],
+    },
+];
+
+/// Register [`ROUTES`]: each path a resource whose other methods get a JSON 405.
+fn register_routes(cfg: &mut web::ServiceConfig) {
+    for spec in ROUTES {
+        let allowed: Vec<&str> = spec.methods.iter().map(|(m, _)| m.as_str()).collect();
+        let mut resource = resource(spec.path, allowed.join(", "));
+        for (method, handler) in spec.methods {
+            resource = resource.route(handler(web::route().method(method.clone())));
+        }
+        cfg.service(resource);
+    }
+}
+
+/// A resource whose unmatched methods get a JSON 405 naming the `allowed` ones.
+fn resource(path: &str, allowed: String) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(move || {
+        let allowed = allowed.clone();
+        async move { Err::<actix_web::HttpResponse, _>(ApiError::MethodNotAllowed { allowed }) }
     }))
 }
 

@@ -5,27 +5,53 @@
 
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use palisade_proto::{CloudId, Finding, Resource, ResourceType};
 
-use super::paging::{parse_flag, Paging, LIMIT_MAX};
+use super::error::ErrorBody;
+use super::openapi::{schema, ResourceList};
+use super::paging::{parse_flag, parse_sort, ListPage, Paging, LIMIT_MAX};
 use super::{ApiError, ApiState};
-use crate::store::{FindingQuery, ResourceQuery};
+use crate::store::{FindingQuery, ResourceOrder, ResourceQuery};
+
+/// What `GET /v2/resources` may be sorted by; the store orders by these (see
+/// [`ResourceOrder`]), natural order `type` (then region, id).
+pub(super) const SORT_FIELDS: &[(&str, ResourceOrder)] = &[
+    ("type", ResourceOrder::Type),
+    ("region", ResourceOrder::Region),
+    ("cloud", ResourceOrder::Cloud),
+    ("id", ResourceOrder::Id),
+    ("name", ResourceOrder::Name),
+    ("uid", ResourceOrder::Uid),
+    ("first_seen", ResourceOrder::FirstSeen),
+    ("last_seen", ResourceOrder::LastSeen),
+];
 
 /// The query string of `GET /v2/resources`, raw: each value is parsed by hand so that a bad
 /// one is answered with a 400 naming it. Unknown parameters are refused.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct ResourceParams {
+    /// Only this cloud's resources.
     cloud: Option<String>,
+    /// Only resources of this type.
     #[serde(rename = "type")]
+    #[param(value_type = Option<ResourceType>)]
     rtype: Option<String>,
+    /// Only resources of this region (`global` for account-wide ones).
     region: Option<String>,
+    /// Only resources with this tag: `KEY` (present) or `KEY=VALUE`.
     tag: Option<String>,
+    #[param(schema_with = schema::limit)]
     limit: Option<String>,
+    #[param(schema_with = schema::offset)]
     offset: Option<String>,
+    /// Include resources a later harvest no longer saw.
+    #[param(value_type = Option<bool>)]
     include_deleted: Option<String>,
+    #[param(schema_with = schema::resource_sort)]
+    sort: Option<String>,
 }
 
 /// An empty value (`?cloud=`) is the same as an absent one.
@@ -47,43 +73,69 @@ pub(super) fn parse_type(raw: &str) -> Result<ResourceType, ApiError> {
 impl ResourceParams {
     fn query(&self) -> Result<ResourceQuery, ApiError> {
         let paging = Paging::parse(given(&self.limit), given(&self.offset))?;
+        let sort = parse_sort(given(&self.sort), SORT_FIELDS)?;
         Ok(ResourceQuery {
             cloud: given(&self.cloud).map(|c| CloudId(c.to_string())),
             rtype: given(&self.rtype).map(parse_type).transpose()?,
             region: given(&self.region).map(str::to_string),
             tag: given(&self.tag).map(str::to_string),
             include_deleted: parse_flag("include_deleted", given(&self.include_deleted))?,
+            order: sort.map(|s| s.field).unwrap_or_default(),
+            descending: sort.is_some_and(|s| s.descending),
             limit: paging.limit,
             offset: paging.offset,
         })
     }
 }
 
-/// `GET /v2/resources?cloud=&type=&region=&tag=&limit=&offset=&include_deleted=` →
-/// `{"total","items"}`.
+/// Harvested resources, filtered, sorted and paged.
+#[utoipa::path(
+    get,
+    path = "/v2/resources",
+    operation_id = "list_resources",
+    tag = "resources",
+    params(ResourceParams),
+    responses(
+        (status = 200, description = "One page of resources", body = ResourceList),
+        (status = 400, description = "A bad query parameter (`invalid_parameter`, `bad_sort`)", body = ErrorBody),
+    )
+)]
 pub(super) async fn list(
     state: web::Data<ApiState>,
     params: web::Query<ResourceParams>,
 ) -> Result<HttpResponse, ApiError> {
     let query = params.query()?;
     let page = state.store.list_resources(&query).await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "total": page.total,
-        "limit": query.limit,
-        "offset": query.offset,
-        "items": page.items,
-    })))
+    let paging = Paging {
+        limit: query.limit,
+        offset: query.offset,
+    };
+    Ok(HttpResponse::Ok().json(ListPage::new(page.total, page.items, paging)))
 }
 
 /// A resource with its findings, open and resolved.
-#[derive(Serialize)]
-struct ResourceWithFindings<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ResourceWithFindings)]
+pub(super) struct ResourceWithFindings<'a> {
     #[serde(flatten)]
     resource: &'a Resource,
+    /// Its findings, open and resolved (at most 1000).
     findings: &'a [Finding],
 }
 
-/// `GET /v2/resources/{id}`, by Palisade uid or by the cloud's own id.
+/// One resource by Palisade uid, or by the cloud's own id when that is unambiguous, with
+/// its findings.
+#[utoipa::path(
+    get,
+    path = "/v2/resources/{id}",
+    operation_id = "get_resource",
+    tag = "resources",
+    params(("id" = String, Path, description = "Palisade uid, or the cloud's own id")),
+    responses(
+        (status = 200, description = "The resource and its findings", body = ResourceWithFindings),
+        (status = 404, description = "No such resource (`not_found`)", body = ErrorBody),
+    )
+)]
 pub(super) async fn get(
     state: web::Data<ApiState>,
     key: web::Path<String>,

@@ -36,12 +36,6 @@ const EXTERNAL_ID: &str = "ext-id-that-is-secret";
 /// The API key of the admin every [`send`] authenticates as.
 const ADMIN_KEY: &str = "test-admin-key-0123456789abcdef";
 
-thread_local! {
-    /// Every (pattern, allowed methods) `super::resource` registered on this thread.
-    pub(super) static REGISTERED: std::cell::RefCell<Vec<(String, &'static str)>> =
-        const { std::cell::RefCell::new(Vec::new()) };
-}
-
 /// Login limits of the test state: 3 failures per 60 s.
 fn auth_settings() -> crate::settings::AuthSettings {
     let mut s = crate::settings::Settings::defaults()
@@ -71,6 +65,7 @@ async fn state() -> ApiState {
         registry: Arc::new(NodeRegistry::new(std::time::Duration::from_secs(5))),
         node_id: "node-test".into(),
         login: Arc::new(crate::auth::LoginPolicy::new(&auth_settings())),
+        proxy: super::ReverseProxy::default(),
     }
 }
 
@@ -1150,21 +1145,18 @@ fn session_of(set_cookie: &str) -> String {
 #[actix_web::test]
 async fn every_registered_route_has_an_access_rule_and_every_rule_a_route() {
     use crate::auth::access::{rule, RULES};
-    REGISTERED.with(|r| r.borrow_mut().clear());
-    // `app` registers every route while it is built, on this thread
-    let _app = app(state().await);
-    let registered = REGISTERED.with(|r| r.borrow().clone());
-    assert!(registered.len() >= 25, "{registered:?}");
     let mut pairs = Vec::new();
-    for (pattern, allowed) in &registered {
-        for method in allowed.split(',').map(str::trim) {
+    for spec in super::ROUTES {
+        for (method, _) in spec.methods {
             assert!(
-                rule(method, pattern).is_some(),
-                "{method} {pattern} is registered but has no access rule"
+                rule(method.as_str(), spec.path).is_some(),
+                "{method} {} is registered but has no access rule",
+                spec.path
             );
-            pairs.push((method.to_string(), pattern.clone()));
+            pairs.push((method.as_str().to_string(), spec.path.to_string()));
         }
     }
+    assert!(pairs.len() >= 25, "{pairs:?}");
     for (method, pattern, _) in RULES {
         assert!(
             pairs.iter().any(|(m, p)| m == method && p == pattern),
@@ -1296,7 +1288,10 @@ async fn roles_are_enforced_on_every_kind_of_route() {
 
 #[actix_web::test]
 async fn login_sets_a_strict_http_only_cookie_and_mutations_need_the_csrf_token() {
-    let app = test::init_service(app(state().await)).await;
+    let mut st = state().await;
+    st.proxy.trusted =
+        super::forwarded::TrustedProxies::new(vec!["10.0.0.0/8".parse().expect("net")]);
+    let app = test::init_service(app(st)).await;
     let r = send(
         &app,
         TestRequest::post()
@@ -1407,16 +1402,21 @@ async fn login_sets_a_strict_http_only_cookie_and_mutations_need_the_csrf_token(
     let r = send_as(&app, create(Some(&csrf))).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.json);
 
-    // over https the cookie is Secure
-    let secure = send_as(
-        &app,
+    // over https (as a trusted proxy says) the cookie is Secure; an untrusted peer
+    // claiming https does not make it so
+    let login_via = |peer: &str| {
         TestRequest::post()
-            .uri("https://palisade.example/v2/public/user/login")
-            .set_json(json!({"username": "olga", "password": "correct horse"})),
-    )
-    .await;
+            .uri("/v2/public/user/login")
+            .peer_addr(format!("{peer}:443").parse().expect("peer"))
+            .insert_header(("X-Forwarded-Proto", "https"))
+            .set_json(json!({"username": "olga", "password": "correct horse"}))
+    };
+    let secure = send_as(&app, login_via("10.0.0.2")).await;
     assert_eq!(secure.status, StatusCode::OK);
     assert!(secure.set_cookie.unwrap_or_default().contains("; Secure"));
+    let plain = send_as(&app, login_via("198.51.100.4")).await;
+    assert_eq!(plain.status, StatusCode::OK);
+    assert!(!plain.set_cookie.unwrap_or_default().contains("; Secure"));
 
     let out = send_as(
         &app,
@@ -1663,4 +1663,178 @@ async fn mutating_calls_and_logins_are_audited_reads_and_anonymous_calls_are_not
     assert!(!contains(&log.raw, "guess"), "no password in the audit log");
     let r = send(&app, TestRequest::get().uri("/v2/audit?limit=0")).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
+}
+
+#[actix_web::test]
+async fn every_list_pages_sorts_and_answers_alike() {
+    let st = state().await;
+    let seeded = seed_resources(&st).await;
+    let app = test::init_service(app(st.clone())).await;
+    let lists = [
+        ("/v2/clouds", "name"),
+        ("/v2/resources", "name"),
+        ("/v2/insights", "severity"),
+        (
+            "/v2/insights/aws-ec2-missing-owner-tag/findings",
+            "resource",
+        ),
+        ("/v2/jobs/dead", "finished_at"),
+        ("/v2/cluster/nodes", "node"),
+    ];
+    for (list, field) in lists {
+        let page = send(
+            &app,
+            TestRequest::get().uri(&format!("{list}?limit=2&offset=1&sort=-{field}")),
+        )
+        .await;
+        assert_eq!(page.status, StatusCode::OK, "{list}: {}", page.json);
+        let keys: Vec<&str> = page
+            .json
+            .as_object()
+            .map(|m| m.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        assert_eq!(keys, ["items", "limit", "offset", "total"], "{list}");
+        assert_eq!(
+            (page.json["limit"].as_u64(), page.json["offset"].as_u64()),
+            (Some(2), Some(1))
+        );
+        assert!(page.json["items"].as_array().is_some_and(|i| i.len() <= 2));
+
+        for bad in ["properties", "-credentials", "name;drop"] {
+            let r = send(&app, TestRequest::get().uri(&format!("{list}?sort={bad}"))).await;
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{list}?sort={bad}");
+            assert_eq!(r.json["code"], "bad_sort", "{list}?sort={bad}");
+        }
+        let r = send(&app, TestRequest::get().uri(&format!("{list}?limit=1001"))).await;
+        assert_eq!(r.json["code"], "invalid_parameter", "{list}");
+    }
+
+    // resources: sorted by the store, across pages
+    let mut names: Vec<String> = seeded
+        .iter()
+        .filter(|r| r.cloud.as_str() == "c1")
+        .map(|r| r.name.clone())
+        .collect();
+    names.sort();
+    names.reverse();
+    let mut got = Vec::new();
+    for offset in [0, 4, 8] {
+        let page = send(
+            &app,
+            TestRequest::get().uri(&format!(
+                "/v2/resources?cloud=c1&sort=-name&limit=4&offset={offset}"
+            )),
+        )
+        .await;
+        assert_eq!(page.json["total"], names.len());
+        for r in page.json["items"].as_array().expect("items") {
+            got.push(r["name"].as_str().unwrap_or_default().to_string());
+        }
+    }
+    assert_eq!(got, names);
+
+    // clouds and insights: sorted in memory, the same way
+    let clouds = send(&app, TestRequest::get().uri("/v2/clouds?sort=-id")).await;
+    let ids: Vec<&str> = clouds.json["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|c| c["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["c2", "c1"]);
+    let insights = send(
+        &app,
+        TestRequest::get().uri("/v2/insights?sort=severity&limit=1000"),
+    )
+    .await;
+    let rank = |s: &str| {
+        ["low", "medium", "high", "critical"]
+            .iter()
+            .position(|x| *x == s)
+    };
+    let severities: Vec<Option<usize>> = insights.json["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| rank(i["severity"].as_str().unwrap_or_default()))
+        .collect();
+    assert!(severities.iter().all(Option::is_some));
+    assert!(
+        severities.windows(2).all(|w| w[0] <= w[1]),
+        "{severities:?}"
+    );
+    let high = send(
+        &app,
+        TestRequest::get().uri("/v2/insights?severity=high&type=aws.s3.bucket"),
+    )
+    .await;
+    assert!(high.json["items"]
+        .as_array()
+        .is_some_and(|i| i.iter().all(|x| x["severity"] == "high"
+            && x["resource_types"]
+                .as_array()
+                .is_some_and(|t| t.contains(&json!("aws.s3.bucket"))))));
+    // the dead letters have one order only
+    let asc = send(
+        &app,
+        TestRequest::get().uri("/v2/jobs/dead?sort=finished_at"),
+    )
+    .await;
+    assert_eq!(asc.json["code"], "bad_sort");
+}
+
+#[actix_web::test]
+async fn a_base_path_serves_every_route_under_it_and_nothing_else() {
+    let mut st = state().await;
+    st.proxy.base_path = "/palisade".into();
+    let app = test::init_service(app(st)).await;
+    for uri in [
+        "/palisade/healthz",
+        "/palisade/v2/clouds",
+        "/palisade/v2/openapi.json",
+    ] {
+        let r = send(&app, TestRequest::get().uri(uri)).await;
+        assert_eq!(r.status, StatusCode::OK, "{uri}: {}", r.json);
+    }
+    let doc = send(&app, TestRequest::get().uri("/palisade/v2/openapi.json")).await;
+    assert_eq!(doc.json["servers"][0]["url"], "/palisade");
+    for uri in [
+        "/healthz",
+        "/v2/clouds",
+        "/palisade/v2/nowhere",
+        "/palisadex/healthz",
+    ] {
+        let r = send(&app, TestRequest::get().uri(uri)).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{uri}");
+        assert_eq!(r.json["code"], "not_found", "{uri}");
+    }
+    let r = send(&app, TestRequest::delete().uri("/palisade/v2/clouds")).await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(r.allow.as_deref(), Some("GET, POST"));
+}
+
+#[actix_web::test]
+async fn forwarded_headers_count_only_from_trusted_proxies() {
+    use super::forwarded::TrustedProxies;
+    let mut st = state().await;
+    st.proxy.trusted = TrustedProxies::new(vec!["10.0.0.0/8".parse().expect("net")]);
+    // a probe route that answers what the server believes
+    let app = test::init_service(actix_web::App::new().configure(super::configure(st)).route(
+        "/whoami",
+        actix_web::web::get().to(|req: actix_web::HttpRequest| async move {
+            format!("{} {}", super::client_addr(&req), super::is_https(&req))
+        }),
+    ))
+    .await;
+    let ask = |peer: &str| {
+        TestRequest::get()
+            .uri("/whoami")
+            .peer_addr(format!("{peer}:5000").parse().expect("peer"))
+            .insert_header(("X-Forwarded-For", "203.0.113.9, 10.1.1.1"))
+            .insert_header(("X-Forwarded-Proto", "https"))
+    };
+    let trusted = send(&app, ask("10.0.0.2")).await;
+    assert_eq!(trusted.raw, "203.0.113.9 true");
+    let spoofed = send(&app, ask("198.51.100.4")).await;
+    assert_eq!(spoofed.raw, "198.51.100.4 false");
 }

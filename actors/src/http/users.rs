@@ -10,11 +10,13 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use tracing::info;
+use utoipa::{IntoParams, ToSchema};
 
+use super::error::ErrorBody;
 use super::login::principal;
-use super::paging::Paging;
+use super::openapi::{schema, ApiKeyList, AuditList, UserList};
+use super::paging::{ListPage, Paging};
 use super::{ApiError, ApiState};
 use crate::auth::{bootstrap, token, AuthError, Role};
 use crate::store::{StoredApiKey, StoredUser};
@@ -23,10 +25,12 @@ use crate::store::{StoredApiKey, StoredUser};
 const KEY_NAME_MAX: usize = 100;
 
 /// A user as answered: no password hash.
-#[derive(Serialize)]
-struct UserView<'a> {
+#[derive(Serialize, ToSchema)]
+#[schema(as = User)]
+pub(super) struct UserView<'a> {
     name: &'a str,
     role: Role,
+    #[schema(value_type = String, format = DateTime)]
     created_at: palisade_proto::Timestamp,
 }
 
@@ -41,13 +45,17 @@ impl<'a> From<&'a StoredUser> for UserView<'a> {
 }
 
 /// An API key as listed: no hash, no secret.
-#[derive(Serialize)]
-struct KeyView<'a> {
+#[derive(Serialize, ToSchema)]
+#[schema(as = ApiKey)]
+pub(super) struct KeyView<'a> {
     id: &'a str,
     name: &'a str,
     user: &'a str,
+    #[schema(value_type = String, format = DateTime)]
     created_at: palisade_proto::Timestamp,
+    #[schema(value_type = Option<String>, format = DateTime)]
     last_used: Option<palisade_proto::Timestamp>,
+    #[schema(value_type = Option<String>, format = DateTime)]
     revoked_at: Option<palisade_proto::Timestamp>,
 }
 
@@ -65,23 +73,80 @@ impl<'a> From<&'a StoredApiKey> for KeyView<'a> {
 }
 
 /// The body of `POST /v2/users`. No `Debug`: it holds a password.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct NewUser {
     name: String,
+    #[schema(format = Password)]
     password: String,
     role: Role,
 }
 
-/// `GET /v2/users`: every user, by name.
-pub(super) async fn list_users(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
+/// The query string of the lists of users, API keys and the audit log.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(super) struct PageParams {
+    #[param(schema_with = schema::limit)]
+    limit: Option<String>,
+    #[param(schema_with = schema::offset)]
+    offset: Option<String>,
+}
+
+impl PageParams {
+    fn paging(&self) -> Result<Paging, ApiError> {
+        let given = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
+        Paging::parse(
+            given(&self.limit).as_deref(),
+            given(&self.offset).as_deref(),
+        )
+    }
+}
+
+/// A page of `all`, as every list answers.
+fn page_of<T: Serialize>(all: Vec<T>, paging: Paging) -> HttpResponse {
+    let total = all.len() as u64;
+    HttpResponse::Ok().json(ListPage::new(total, paging.slice(all), paging))
+}
+
+/// `GET /v2/users`: the users, by name.
+#[utoipa::path(
+    get,
+    path = "/v2/users",
+    operation_id = "list_users",
+    tag = "users",
+    params(PageParams),
+    responses(
+        (status = 200, description = "One page of users", body = UserList),
+        (status = 400, description = "A bad query parameter (`invalid_parameter`)", body = ErrorBody),
+    )
+)]
+pub(super) async fn list_users(
+    state: web::Data<ApiState>,
+    params: web::Query<PageParams>,
+) -> Result<HttpResponse, ApiError> {
+    let paging = params.paging()?;
     let users = state.store.list_users().await?;
-    let items: Vec<UserView<'_>> = users.iter().map(UserView::from).collect();
-    Ok(HttpResponse::Ok().json(json!({"total": items.len(), "items": items})))
+    Ok(page_of(users.iter().map(UserView::from).collect(), paging))
 }
 
 /// `POST /v2/users` `{"name","password","role"}`: 201 with the user; 409 when the name is
 /// taken; 422 for a bad name or a short password.
+#[utoipa::path(
+    post,
+    path = "/v2/users",
+    operation_id = "create_user",
+    tag = "users",
+    request_body = NewUser,
+    responses(
+        (status = 201, description = "The user", body = UserView),
+        (status = 400, description = "The body is not JSON (`malformed_json`, `malformed_body`)", body = ErrorBody),
+        (status = 409, description = "The name is taken (`conflict`)", body = ErrorBody),
+        (status = 413, description = "The body is larger than 256 KiB (`payload_too_large`)", body = ErrorBody),
+        (status = 415, description = "The body is not application/json (`unsupported_media_type`)", body = ErrorBody),
+        (status = 422, description = "A bad name or a weak password (`invalid_body`)", body = ErrorBody),
+    )
+)]
 pub(super) async fn create_user(
     state: web::Data<ApiState>,
     body: web::Json<NewUser>,
@@ -114,14 +179,41 @@ pub(super) async fn create_user(
 }
 
 /// The body of `POST /v2/api-keys`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct NewKey {
     name: String,
 }
 
+/// A new API key: the only answer that shows its secret.
+#[derive(Serialize, ToSchema)]
+pub(super) struct CreatedKey {
+    id: String,
+    name: String,
+    user: String,
+    #[schema(value_type = String, format = DateTime)]
+    created_at: palisade_proto::Timestamp,
+    /// The key to send as the `Api-Key` header; never shown again.
+    key: String,
+}
+
 /// `POST /v2/api-keys` `{"name"}`: a key for the caller, 201 `{"id","name","key",...}`:
 /// the only time the key is shown.
+#[utoipa::path(
+    post,
+    path = "/v2/api-keys",
+    operation_id = "create_api_key",
+    tag = "users",
+    request_body = NewKey,
+    responses(
+        (status = 201, description = "The key, shown this once", body = CreatedKey),
+        (status = 400, description = "The body is not JSON (`malformed_json`, `malformed_body`)", body = ErrorBody),
+        (status = 409, description = "A key id collided; try again (`conflict`)", body = ErrorBody),
+        (status = 413, description = "The body is larger than 256 KiB (`payload_too_large`)", body = ErrorBody),
+        (status = 415, description = "The body is not application/json (`unsupported_media_type`)", body = ErrorBody),
+        (status = 422, description = "A bad key name (`invalid_body`)", body = ErrorBody),
+    )
+)]
 pub(super) async fn create_key(
     state: web::Data<ApiState>,
     req: HttpRequest,
@@ -152,29 +244,52 @@ pub(super) async fn create_key(
     info!(user = %who.user, key = %stored.id, "api key created");
     Ok(HttpResponse::Created()
         .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
-        .json(json!({
-            "id": stored.id,
-            "name": stored.name,
-            "user": stored.user,
-            "created_at": stored.created_at,
-            "key": new.secret,
-        })))
+        .json(CreatedKey {
+            id: stored.id,
+            name: stored.name,
+            user: stored.user,
+            created_at: stored.created_at,
+            key: new.secret,
+        }))
 }
 
 /// `GET /v2/api-keys`: the caller's keys; an admin's answer holds everyone's.
+#[utoipa::path(
+    get,
+    path = "/v2/api-keys",
+    operation_id = "list_api_keys",
+    tag = "users",
+    params(PageParams),
+    responses(
+        (status = 200, description = "One page of API keys (no secrets)", body = ApiKeyList),
+        (status = 400, description = "A bad query parameter (`invalid_parameter`)", body = ErrorBody),
+    )
+)]
 pub(super) async fn list_keys(
     state: web::Data<ApiState>,
     req: HttpRequest,
+    params: web::Query<PageParams>,
 ) -> Result<HttpResponse, ApiError> {
+    let paging = params.paging()?;
     let who = principal(&req)?;
     let owner = (who.role != Role::Admin).then_some(who.user.as_str());
     let keys = state.store.list_api_keys(owner).await?;
-    let items: Vec<KeyView<'_>> = keys.iter().map(KeyView::from).collect();
-    Ok(HttpResponse::Ok().json(json!({"total": items.len(), "items": items})))
+    Ok(page_of(keys.iter().map(KeyView::from).collect(), paging))
 }
 
 /// `DELETE /v2/api-keys/{id}`: revoke a key (204; again: 204). Another user's key needs
 /// the admin role (403); an unknown id is a 404.
+#[utoipa::path(
+    delete,
+    path = "/v2/api-keys/{id}",
+    operation_id = "revoke_api_key",
+    tag = "users",
+    params(("id" = String, Path, description = "The key's public id")),
+    responses(
+        (status = 204, description = "Revoked (also when it already was)"),
+        (status = 404, description = "No such key (`not_found`)", body = ErrorBody),
+    )
+)]
 pub(super) async fn revoke_key(
     state: web::Data<ApiState>,
     req: HttpRequest,
@@ -197,34 +312,55 @@ pub(super) async fn revoke_key(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct AuditQuery {
-    limit: Option<String>,
-    offset: Option<String>,
+/// One audit log entry as answered.
+#[derive(Serialize, ToSchema)]
+#[schema(as = AuditEntry)]
+pub(super) struct AuditView<'a> {
+    id: u64,
+    #[schema(value_type = String, format = DateTime)]
+    at: palisade_proto::Timestamp,
+    /// `user`, `user (key ID)`, or for a failed login the name that was tried.
+    principal: &'a str,
+    /// Method and route pattern: `POST /v2/clouds/{id}/harvest`.
+    action: &'a str,
+    /// The request's path.
+    target: &'a str,
+    /// The client's address.
+    client: &'a str,
+    /// The HTTP status of the answer.
+    status: u16,
 }
 
 /// `GET /v2/audit?limit=&offset=`: the audit log, newest first.
+#[utoipa::path(
+    get,
+    path = "/v2/audit",
+    operation_id = "audit_log",
+    tag = "users",
+    params(PageParams),
+    responses(
+        (status = 200, description = "One page of the audit log, newest first", body = AuditList),
+        (status = 400, description = "A bad query parameter (`invalid_parameter`)", body = ErrorBody),
+    )
+)]
 pub(super) async fn audit(
     state: web::Data<ApiState>,
-    query: web::Query<AuditQuery>,
+    params: web::Query<PageParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let paging = Paging::parse(query.limit.as_deref(), query.offset.as_deref())?;
+    let paging = params.paging()?;
     let page = state.store.list_audit(paging.limit, paging.offset).await?;
-    let items: Vec<_> = page
+    let items: Vec<AuditView<'_>> = page
         .items
         .iter()
-        .map(|e| {
-            json!({
-                "id": e.id,
-                "at": e.at,
-                "principal": e.principal,
-                "action": e.action,
-                "target": e.target,
-                "client": e.client,
-                "status": e.status,
-            })
+        .map(|e| AuditView {
+            id: e.id,
+            at: e.at,
+            principal: &e.principal,
+            action: &e.action,
+            target: &e.target,
+            client: &e.client,
+            status: e.status,
         })
         .collect();
-    Ok(HttpResponse::Ok().json(json!({"total": page.total, "items": items})))
+    Ok(HttpResponse::Ok().json(ListPage::new(page.total, items, paging)))
 }

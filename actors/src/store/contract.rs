@@ -118,6 +118,7 @@ pub async fn all(store: SharedStore) {
     counts_live_resources_by_type(store.clone()).await;
     findings_open_resolve_and_reopen(store.clone()).await;
     findings_listing_filters_and_pages(store.clone()).await;
+    listings_sort_in_the_store(store.clone()).await;
     resolve_findings_of_every_cloud(store.clone()).await;
     delete_cloud_removes_its_resources_and_findings(store.clone()).await;
     sync_findings_writes_only_what_changed(store.clone()).await;
@@ -1515,6 +1516,201 @@ pub async fn findings_listing_filters_and_pages(store: SharedStore) {
         .await
         .expect("limit 0");
     assert_eq!((only_total.total, only_total.items.len()), (12, 0));
+}
+
+/// A sort key as text: times zero-padded so that text order is time order.
+fn time_key(t: Timestamp) -> String {
+    format!("{:020}", t.timestamp_millis())
+}
+
+/// Every resource order and finding order, ascending and descending, paged: the pages
+/// concatenate to the listing sorted by that order's columns (strings byte-wise, the key
+/// last), on every backend alike.
+pub async fn listings_sort_in_the_store(store: SharedStore) {
+    let cloud = fresh_cloud("sort");
+    let insight = fresh_insight("aws-sort");
+    // names in byte order are neither id order nor seen order; case and accents sort
+    // byte-wise on every backend
+    let names = [
+        "Zeta",
+        "alpha",
+        "\u{c9}mile",
+        "beta",
+        "alpha",
+        "Beta",
+        "zz",
+        "_x",
+    ];
+    let mut batch = Vec::new();
+    for (n, name) in names.iter().enumerate() {
+        let n = n as i64;
+        let (rtype, region) = match n % 3 {
+            0 => (ResourceType::AwsEc2Vpc, "us-east-1"),
+            1 => (ResourceType::AwsEc2Instance, "eu-west-1"),
+            _ => (ResourceType::AwsEc2Instance, "us-east-1"),
+        };
+        let mut r = resource(&cloud, rtype, region, &format!("r-{}", 7 - n), &[], at(0));
+        r.name = (*name).to_string();
+        r.first_seen = at((n * 5) % 8);
+        r.last_seen = at(10 + (n * 3) % 8);
+        batch.push(r);
+    }
+    store.upsert_resources(batch.clone()).await.expect("upsert");
+
+    let stored = store
+        .list_resources(&everything(&cloud))
+        .await
+        .expect("everything")
+        .items;
+    assert_eq!(stored.len(), names.len());
+    let orders = [
+        ResourceOrder::Type,
+        ResourceOrder::Region,
+        ResourceOrder::Cloud,
+        ResourceOrder::Id,
+        ResourceOrder::Name,
+        ResourceOrder::Uid,
+        ResourceOrder::FirstSeen,
+        ResourceOrder::LastSeen,
+    ];
+    for order in orders {
+        let key = |r: &Resource| -> Vec<String> {
+            let t = r.rtype.as_str().to_string();
+            let (reg, id, uid) = (r.region.clone(), r.id.clone(), r.uid.0.clone());
+            match order {
+                ResourceOrder::Type | ResourceOrder::Cloud => vec![t, reg, id, uid],
+                ResourceOrder::Region => vec![reg, t, id, uid],
+                ResourceOrder::Id => vec![id, uid],
+                ResourceOrder::Name => vec![r.name.clone(), uid],
+                ResourceOrder::Uid => vec![uid],
+                ResourceOrder::FirstSeen => vec![time_key(r.first_seen), uid],
+                ResourceOrder::LastSeen => vec![time_key(r.last_seen), uid],
+            }
+        };
+        for descending in [false, true] {
+            let mut expected = stored.clone();
+            expected.sort_by_key(key);
+            if descending {
+                expected.reverse();
+            }
+            let mut paged = Vec::new();
+            for offset in (0..names.len() as u64).step_by(3) {
+                let page = store
+                    .list_resources(&ResourceQuery {
+                        cloud: Some(cloud.clone()),
+                        order,
+                        descending,
+                        limit: 3,
+                        offset,
+                        ..ResourceQuery::default()
+                    })
+                    .await
+                    .expect("sorted page");
+                assert_eq!(page.total, names.len() as u64);
+                paged.extend(page.items);
+            }
+            let got: Vec<&str> = paged.iter().map(|r| r.uid.as_str()).collect();
+            let want: Vec<&str> = expected.iter().map(|r| r.uid.as_str()).collect();
+            assert_eq!(got, want, "resources by {order:?}, descending {descending}");
+        }
+    }
+    // a filter that fixes the order's leading column keeps the order
+    let by_type = store
+        .list_resources(&ResourceQuery {
+            cloud: Some(cloud.clone()),
+            rtype: Some(ResourceType::AwsEc2Instance),
+            descending: true,
+            limit: 100,
+            ..ResourceQuery::default()
+        })
+        .await
+        .expect("one type, descending");
+    let ids: Vec<(&str, &str)> = by_type
+        .items
+        .iter()
+        .map(|r| (r.region.as_str(), r.id.as_str()))
+        .collect();
+    let mut want = ids.clone();
+    want.sort_unstable_by(|a, b| b.cmp(a));
+    assert_eq!(ids, want);
+
+    // findings: open and resolved, at different times, over several regions and types
+    let mut findings = Vec::new();
+    for (n, r) in batch.iter().enumerate() {
+        let mut f = finding(&insight, r, at(20 + (n as i64 * 7) % 8));
+        f.first_seen = at(20 - (n as i64 % 4));
+        findings.push(f);
+    }
+    store
+        .upsert_findings(findings)
+        .await
+        .expect("upsert findings");
+    // the findings last seen before 23 are resolved
+    store
+        .resolve_findings(Some(&cloud), at(23), at(40))
+        .await
+        .expect("resolve");
+    let all_findings = FindingQuery {
+        insight: Some(insight.clone()),
+        limit: 100,
+        ..FindingQuery::default()
+    };
+    let stored = store
+        .list_findings(&all_findings)
+        .await
+        .expect("findings")
+        .items;
+    assert_eq!(stored.len(), names.len());
+    assert!(stored.iter().any(|f| f.state == FindingState::Resolved));
+    assert!(stored.iter().any(|f| f.state == FindingState::Open));
+    for order in [
+        FindingOrder::Insight,
+        FindingOrder::Resource,
+        FindingOrder::ResourceType,
+        FindingOrder::Region,
+        FindingOrder::State,
+        FindingOrder::FirstSeen,
+        FindingOrder::LastSeen,
+    ] {
+        let key = |f: &Finding| -> Vec<String> {
+            let lead = match order {
+                FindingOrder::Insight => String::new(),
+                FindingOrder::Resource => f.resource.clone(),
+                FindingOrder::ResourceType => f.resource_type.as_str().to_string(),
+                FindingOrder::Region => f.region.clone(),
+                FindingOrder::State => f.state.as_str().to_string(),
+                FindingOrder::FirstSeen => time_key(f.first_seen),
+                FindingOrder::LastSeen => time_key(f.last_seen),
+            };
+            vec![lead, f.insight.0.clone(), f.resource_uid.0.clone()]
+        };
+        for descending in [false, true] {
+            let mut expected = stored.clone();
+            expected.sort_by_key(key);
+            if descending {
+                expected.reverse();
+            }
+            let mut paged = Vec::new();
+            for offset in (0..names.len() as u64).step_by(3) {
+                let page = store
+                    .list_findings(&FindingQuery {
+                        order,
+                        descending,
+                        limit: 3,
+                        offset,
+                        ..all_findings.clone()
+                    })
+                    .await
+                    .expect("sorted findings");
+                assert_eq!(page.total, names.len() as u64);
+                paged.extend(page.items);
+            }
+            assert_eq!(
+                paged, expected,
+                "findings by {order:?}, descending {descending}"
+            );
+        }
+    }
 }
 
 /// `resolve_findings` with no cloud resolves every cloud's stale findings.

@@ -55,8 +55,94 @@ pub struct ResourceQuery {
     /// `KEY` (the tag is present) or `KEY=VALUE`.
     pub tag: Option<String>,
     pub include_deleted: bool,
+    pub order: ResourceOrder,
+    /// The whole order reversed (its tie-breakers too).
+    pub descending: bool,
     pub limit: u32,
     pub offset: u64,
+}
+
+/// What a resource listing is ordered by. Each order ends in `uid`, so pages never overlap.
+/// The columns come from this fixed list only: no client text ever reaches `ORDER BY`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ResourceOrder {
+    /// (type, region, id): the live-resource indexes' own order, read without a sort.
+    #[default]
+    Type,
+    Region,
+    Cloud,
+    Id,
+    Name,
+    Uid,
+    FirstSeen,
+    LastSeen,
+}
+
+impl ResourceOrder {
+    fn columns(self) -> &'static [&'static str] {
+        match self {
+            ResourceOrder::Type => &["rtype", "region", "id", "uid"],
+            ResourceOrder::Region => &["region", "rtype", "id", "uid"],
+            ResourceOrder::Cloud => &["cloud", "rtype", "region", "id", "uid"],
+            ResourceOrder::Id => &["id", "uid"],
+            ResourceOrder::Name => &["name", "uid"],
+            ResourceOrder::Uid => &["uid"],
+            ResourceOrder::FirstSeen => &["first_seen", "uid"],
+            ResourceOrder::LastSeen => &["last_seen", "uid"],
+        }
+    }
+}
+
+impl ResourceQuery {
+    /// The `ORDER BY` list of this listing (both backends' SQL). Columns the filters fix
+    /// to one value are left out: the order is the same, and an index that has them as an
+    /// equality prefix then yields rows in order without a sort.
+    pub(crate) fn order_by(&self) -> String {
+        let fixed = |c: &str| match c {
+            "rtype" => self.rtype.is_some(),
+            "region" => self.region.is_some(),
+            "cloud" => self.cloud.is_some(),
+            _ => false,
+        };
+        let columns: Vec<&str> = self
+            .order
+            .columns()
+            .iter()
+            .copied()
+            .filter(|c| !fixed(c))
+            .collect();
+        order_list(&columns, self.descending)
+    }
+}
+
+/// The SQL of one page of a listing (both backends). With a `key` column, the page is
+/// chosen on the key and the sort columns alone, then joined back to its rows: a sort on a
+/// column no index holds, or a deep offset, then carries 16-byte keys through the sort and
+/// the skipped rows, not whole rows with their properties.
+pub(crate) fn page_sql(
+    table: &str,
+    columns: &str,
+    filter: &str,
+    order: &str,
+    key: Option<&str>,
+) -> String {
+    match key {
+        None => format!("SELECT {columns} FROM {table}{filter} ORDER BY {order} LIMIT ? OFFSET ?"),
+        Some(key) => format!(
+            "SELECT {columns} FROM (SELECT {key} FROM {table}{filter} ORDER BY {order} \
+             LIMIT ? OFFSET ?) AS page JOIN {table} USING ({key}) ORDER BY {order}"
+        ),
+    }
+}
+
+/// `a, b` or `a DESC, b DESC`.
+fn order_list(columns: &[&str], descending: bool) -> String {
+    let dir = if descending { " DESC" } else { "" };
+    columns
+        .iter()
+        .map(|c| format!("{c}{dir}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Filters for listing findings.
@@ -66,8 +152,48 @@ pub struct FindingQuery {
     pub resource_uid: Option<ResourceUid>,
     pub cloud: Option<CloudId>,
     pub state: Option<FindingState>,
+    pub order: FindingOrder,
+    /// The whole order reversed (its tie-breakers too).
+    pub descending: bool,
     pub limit: u32,
     pub offset: u64,
+}
+
+/// What a finding listing is ordered by; each order ends in the key (insight, resource).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FindingOrder {
+    /// (insight, resource uid): the primary key's order.
+    #[default]
+    Insight,
+    /// The cloud's own id of the resource.
+    Resource,
+    ResourceType,
+    Region,
+    State,
+    FirstSeen,
+    /// The reported `last_seen` (see [`Store::list_findings`]), not the stored one.
+    LastSeen,
+}
+
+/// The alias of the reported `last_seen` in both backends' finding listings.
+pub(crate) const REPORTED_LAST_SEEN: &str = "reported_last_seen";
+
+impl FindingQuery {
+    /// The `ORDER BY` list of this listing (both backends' SQL).
+    pub(crate) fn order_by(&self) -> String {
+        let lead: &[&str] = match self.order {
+            FindingOrder::Insight => &[],
+            FindingOrder::Resource => &["resource"],
+            FindingOrder::ResourceType => &["resource_type"],
+            FindingOrder::Region => &["region"],
+            FindingOrder::State => &["state"],
+            FindingOrder::FirstSeen => &["first_seen"],
+            FindingOrder::LastSeen => &[REPORTED_LAST_SEEN],
+        };
+        let mut columns = lead.to_vec();
+        columns.extend(["insight", "resource_uid"]);
+        order_list(&columns, self.descending)
+    }
 }
 
 /// Which live resources a scan walks: one cloud or all, some types or all.

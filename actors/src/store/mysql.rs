@@ -107,7 +107,7 @@ fn listed_finding_columns() -> String {
     format!(
         "insight, resource_uid, resource, resource_type, region, cloud, state, first_seen, \
          CASE WHEN state = 'open' THEN GREATEST(last_seen, COALESCE({CONFIRMED_AT}, last_seen)) \
-         ELSE last_seen END, resolved_at"
+         ELSE last_seen END AS {REPORTED_LAST_SEEN}, resolved_at"
     )
 }
 
@@ -579,9 +579,12 @@ impl MysqlStore {
         T: Send + 'static,
     {
         let count_sql = format!("SELECT COUNT(*) FROM {}{filter}", listing.table);
-        let page_sql = format!(
-            "SELECT {} FROM {}{filter} ORDER BY {} LIMIT ? OFFSET ?",
-            listing.columns, listing.table, listing.order
+        let page_sql = page_sql(
+            listing.table,
+            listing.columns,
+            filter,
+            listing.order,
+            listing.key,
         );
         let mut page_args = args.to_vec();
         page_args.push(Value::Int(i64::from(limit)));
@@ -737,6 +740,8 @@ struct Listing<'a> {
     table: &'a str,
     columns: &'a str,
     order: &'a str,
+    /// The table's key, to choose the page on it first (see [`page_sql`]).
+    key: Option<&'a str>,
 }
 
 /// One row's parameters and their size in bytes.
@@ -977,20 +982,6 @@ fn resource_filter(q: &ResourceQuery) -> (String, Vec<Value>) {
     (where_clause(&clauses), args)
 }
 
-/// A resource listing's order, (type, region, id, uid), without the columns the query
-/// fixes: the same order, which MariaDB then reads from an index instead of sorting.
-fn resource_order(q: &ResourceQuery) -> String {
-    let mut order: Vec<&str> = Vec::with_capacity(4);
-    if q.rtype.is_none() {
-        order.push("rtype");
-    }
-    if q.region.is_none() {
-        order.push("region");
-    }
-    order.extend(["id", "uid"]);
-    order.join(", ")
-}
-
 fn finding_filter(q: &FindingQuery) -> (String, Vec<Value>) {
     let mut clauses: Vec<&str> = Vec::new();
     let mut args = Vec::new();
@@ -1165,11 +1156,12 @@ impl Store for MysqlStore {
 
     async fn list_resources(&self, q: &ResourceQuery) -> Result<Page<Resource>, StoreError> {
         let (filter, args) = resource_filter(q);
-        let order = resource_order(q);
+        let order = q.order_by();
         let listing = Listing {
             table: "resources",
             columns: RESOURCE_COLUMNS,
             order: &order,
+            key: Some("uid"),
         };
         let (listing, filter, args) = (&listing, &filter, &args);
         self.run("list_resources", move || {
@@ -1365,10 +1357,12 @@ impl Store for MysqlStore {
     async fn list_findings(&self, q: &FindingQuery) -> Result<Page<Finding>, StoreError> {
         let (filter, args) = finding_filter(q);
         let columns = listed_finding_columns();
+        let order = q.order_by();
         let listing = Listing {
             table: "findings",
             columns: &columns,
-            order: "insight, resource_uid",
+            order: &order,
+            key: None,
         };
         let (listing, filter, args) = (&listing, &filter, &args);
         self.run("list_findings", move || {
@@ -1685,6 +1679,7 @@ impl Store for MysqlStore {
             table: "audit_log",
             columns: AUDIT_COLUMNS,
             order: "id DESC",
+            key: None,
         };
         let listing = &listing;
         self.run("list_audit", move || async move {

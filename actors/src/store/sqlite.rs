@@ -106,7 +106,7 @@ fn listed_finding_columns() -> String {
     format!(
         "insight, resource_uid, resource, resource_type, region, cloud, state, first_seen, \
          CASE WHEN state = 'open' THEN MAX(last_seen, COALESCE({CONFIRMED_AT}, last_seen)) \
-         ELSE last_seen END, resolved_at"
+         ELSE last_seen END AS {REPORTED_LAST_SEEN}, resolved_at"
     )
 }
 
@@ -488,6 +488,11 @@ struct Listing<'a> {
     table: &'a str,
     columns: &'a str,
     order: &'a str,
+    /// The table's key, to choose the page on it first (see [`page_sql`]).
+    key: Option<&'a str>,
+    /// The page's own `WHERE`, when it must steer the planner differently from the
+    /// count's (the same conditions and arguments).
+    page_filter: Option<&'a str>,
 }
 
 impl Listing<'_> {
@@ -508,10 +513,8 @@ impl Listing<'_> {
             &format!("SELECT COUNT(*) FROM {}{filter}", self.table),
             &args,
         )?;
-        let sql = format!(
-            "SELECT {} FROM {}{filter} ORDER BY {} LIMIT ? OFFSET ?",
-            self.columns, self.table, self.order
-        );
+        let page_filter = self.page_filter.unwrap_or(filter);
+        let sql = page_sql(self.table, self.columns, page_filter, self.order, self.key);
         args.push(Value::Integer(i64::from(limit)));
         args.push(Value::Integer(to_i64(offset)));
         let cap = usize::try_from(limit).unwrap_or(0).min(1000);
@@ -566,6 +569,20 @@ fn resource_filter(q: &ResourceQuery) -> (String, Vec<Value>) {
         format!(" WHERE {}", clauses.join(" AND "))
     };
     (sql, args)
+}
+
+/// The `WHERE` of a resource page, when it differs from the total's. An order no index
+/// serves is a sort over every match. SQLite (without statistics) would find the matches
+/// through an index and look each row up, which for a filter that is not selective (one
+/// cloud holding the estate) is many times slower than one pass over the table: `+` keeps
+/// it off the indexes, so the worst case is that pass.
+fn resource_page_filter(q: &ResourceQuery, filter: &str) -> Option<String> {
+    (!matches!(q.order, ResourceOrder::Type | ResourceOrder::Uid)).then(|| {
+        filter
+            .replacen("deleted_at IS NULL", "+deleted_at IS NULL", 1)
+            .replacen("cloud = ?", "+cloud = ?", 1)
+            .replacen("rtype = ?", "+rtype = ?", 1)
+    })
 }
 
 fn finding_filter(q: &FindingQuery) -> (String, Vec<Value>) {
@@ -851,12 +868,15 @@ impl Store for SqliteStore {
 
     async fn list_resources(&self, q: &ResourceQuery) -> Result<Page<Resource>, StoreError> {
         let (filter, args) = resource_filter(q);
-        let (limit, offset) = (q.limit, q.offset);
+        let (limit, offset, order) = (q.limit, q.offset, q.order_by());
+        let page_filter = resource_page_filter(q, &filter);
         self.read("list_resources", move |conn| {
             let listing = Listing {
                 table: "resources",
                 columns: RESOURCE_COLUMNS,
-                order: "rtype, region, id, uid",
+                order: &order,
+                key: Some("uid"),
+                page_filter: page_filter.as_deref(),
             };
             listing.page(conn, &filter, args, limit, offset, |r| resource_from_row(r))
         })
@@ -1171,13 +1191,15 @@ impl Store for SqliteStore {
 
     async fn list_findings(&self, q: &FindingQuery) -> Result<Page<Finding>, StoreError> {
         let (filter, args) = finding_filter(q);
-        let (limit, offset) = (q.limit, q.offset);
+        let (limit, offset, order) = (q.limit, q.offset, q.order_by());
         self.read("list_findings", move |conn| {
             let columns = listed_finding_columns();
             let listing = Listing {
                 table: "findings",
                 columns: &columns,
-                order: "insight, resource_uid",
+                order: &order,
+                key: None,
+                page_filter: None,
             };
             listing.page(conn, &filter, args, limit, offset, |r| finding_from_row(r))
         })
@@ -1450,6 +1472,8 @@ impl Store for SqliteStore {
                 table: "audit_log",
                 columns: AUDIT_COLUMNS,
                 order: "id DESC",
+                key: None,
+                page_filter: None,
             }
             .page(conn, "", Vec::new(), limit, offset, |r| audit_from_row(r))
         })
@@ -1847,11 +1871,23 @@ mod tests {
                 rtype: Some(ResourceType::AwsEc2Volume),
                 ..ResourceQuery::default()
             },
+            // the natural order reversed walks the same index backwards
+            ResourceQuery {
+                descending: true,
+                ..ResourceQuery::default()
+            },
+            ResourceQuery {
+                cloud: Some(CloudId("c".into())),
+                rtype: Some(ResourceType::AwsEc2Volume),
+                descending: true,
+                ..ResourceQuery::default()
+            },
         ] {
             let (filter, args) = resource_filter(&q);
+            // the page is chosen from the index alone, then joined to its rows
             let list = format!(
-                "SELECT {RESOURCE_COLUMNS} FROM resources{filter} \
-                 ORDER BY rtype, region, id, uid LIMIT ? OFFSET ?"
+                "SELECT uid FROM resources{filter} ORDER BY {} LIMIT ? OFFSET ?",
+                q.order_by()
             );
             let p = plan(&conn, &list, args.len() + 2);
             assert!(!p.contains("TEMP B-TREE"), "listing must not sort: {p}");
@@ -1863,6 +1899,32 @@ mod tests {
             assert!(
                 p.contains("COVERING INDEX"),
                 "totals come from an index: {p}"
+            );
+        }
+        // an order no index serves: one pass over the table, never index lookups
+        for q in [
+            ResourceQuery {
+                order: ResourceOrder::Name,
+                ..ResourceQuery::default()
+            },
+            ResourceQuery {
+                cloud: Some(CloudId("c".into())),
+                rtype: Some(ResourceType::AwsEc2Volume),
+                order: ResourceOrder::LastSeen,
+                descending: true,
+                ..ResourceQuery::default()
+            },
+        ] {
+            let (filter, args) = resource_filter(&q);
+            let page_filter = resource_page_filter(&q, &filter).expect("a page filter");
+            let list = format!(
+                "SELECT uid FROM resources{page_filter} ORDER BY {} LIMIT ? OFFSET ?",
+                q.order_by()
+            );
+            let p = plan(&conn, &list, args.len() + 2);
+            assert!(
+                p.starts_with("SCAN resources") && !p.contains("INDEX"),
+                "{p}"
             );
         }
         let p = plan(

@@ -38,7 +38,7 @@
 #![allow(clippy::print_stdout)] // a load generator's output is its figures
 
 use palisade_benches::{
-    free_port, redis_cli, seed, walk_json, Moto, Reaped, REGIONS, SCRUBBED_ENV,
+    free_port, redis_cli, seed, walk_json, Moto, Reaped, Workspace, REGIONS, SCRUBBED_ENV,
 };
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -95,25 +95,11 @@ fn parse_args() -> Result<Args> {
 
 fn main() -> Result<()> {
     let args = parse_args()?;
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let root = root.canonicalize().unwrap_or(root);
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
+    let workspace = Workspace::locate();
+    let palisade = workspace.release_daemon()?;
+    let Workspace { root, target } = workspace;
     let redis = std::env::var("PALISADE_BENCH_REDIS_URL")
         .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-
-    println!("building the release daemon (cargo build --release -p palisade)");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let built = Command::new(cargo)
-        .args(["build", "--release", "--locked", "-p", "palisade"])
-        .current_dir(&root)
-        .status()
-        .context("run cargo build")?;
-    if !built.success() {
-        bail!("cargo build --release -p palisade failed");
-    }
-    let palisade = target.join("release/palisade");
     let logs = target.join("bench-data/cluster-harvest");
     std::fs::create_dir_all(&logs)?;
 

@@ -32,7 +32,9 @@
 //! daemon's RUST_LOG, default warn; info shows per-unit completion times)]`.
 #![allow(clippy::print_stdout)] // a load generator's output is its figures
 
-use palisade_benches::{counts, free_port, seed, walk_json, Moto, Reaped, REGIONS, SCRUBBED_ENV};
+use palisade_benches::{
+    counts, free_port, seed, walk_json, Moto, Reaped, Workspace, REGIONS, SCRUBBED_ENV,
+};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -77,23 +79,9 @@ fn parse_args() -> Result<Args> {
 
 fn main() -> Result<()> {
     let args = parse_args()?;
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let root = root.canonicalize().unwrap_or(root);
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-
-    println!("building the release daemon (cargo build --release -p palisade)");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let built = Command::new(cargo)
-        .args(["build", "--release", "-p", "palisade"])
-        .current_dir(&root)
-        .status()
-        .context("run cargo build")?;
-    if !built.success() {
-        bail!("cargo build --release -p palisade failed");
-    }
-    let palisade = target.join("release/palisade");
+    let workspace = Workspace::locate();
+    let palisade = workspace.release_daemon()?;
+    let Workspace { root, target } = workspace;
 
     // Moto: ours (started and seeded), or the caller's (already seeded).
     let (_moto, endpoint) = match &args.endpoint {
