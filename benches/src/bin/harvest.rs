@@ -36,7 +36,7 @@ use palisade_benches::{
     counts, free_port, seed, walk_json, Moto, Reaped, Workspace, REGIONS, SCRUBBED_ENV,
 };
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
