@@ -2,7 +2,8 @@
 //!
 //! Owns: one `pub async fn` per promise of the trait (priority order, FIFO within a
 //! priority, dedupe of recurring jobs, status through the life cycle, done and failed
-//! outcomes, stats, close), and the tests that run each against both implementations.
+//! outcomes, stats, close, and the batch methods: `enqueue_many`, `take_many`,
+//! `finish_and_take`), and the tests that run each against both implementations.
 //! Each check gets a fresh, empty queue whose failed jobs are final (the Redis queue is
 //! built with `max_attempts` 1; its retries have their own tests in `redis_tests.rs`).
 //!
@@ -14,6 +15,10 @@ use std::time::Duration;
 use palisade_proto::{CloudId, HarvestScope, Job, JobId, JobKind, JobPriority, JobState};
 
 use super::{JobOutcome, JobQueue, QueueError, Recurring};
+
+fn ids(jobs: &[Job]) -> Vec<&str> {
+    jobs.iter().map(|j| j.id.as_str()).collect()
+}
 
 /// A harvest job of cloud `cloud` (jobs of one cloud share a dedupe key when recurring).
 pub fn job(id: &str, priority: JobPriority, recurring: bool, cloud: &str) -> Job {
@@ -260,6 +265,141 @@ pub async fn recurring_jobs_keep_their_cadence(q: &dyn JobQueue) {
     );
 }
 
+/// A batch take hands out up to `max` jobs in the order single takes would (p0 first,
+/// oldest first within a priority), each running on the taker's node; never more.
+pub async fn take_many_keeps_priority_order_and_max(q: &dyn JobQueue) {
+    for (id, p) in [
+        ("a", JobPriority::P2),
+        ("b", JobPriority::P1),
+        ("c", JobPriority::P0),
+        ("d", JobPriority::P0),
+        ("e", JobPriority::P2),
+    ] {
+        assert!(enqueue(q, job(id, p, false, "c1")).await);
+    }
+    // nothing asked, nothing taken, even with jobs ready
+    let none = q.take_many("n", 0, Duration::from_secs(10)).await;
+    assert!(none.expect("take").is_empty());
+    let first = q
+        .take_many("node-a", 3, Duration::ZERO)
+        .await
+        .expect("take");
+    assert_eq!(ids(&first), ["c", "d", "b"]);
+    for j in &first {
+        let st = q.status(&j.id).await.expect("status").expect("known");
+        assert_eq!(st.state, JobState::Running);
+        assert_eq!(st.node.as_deref(), Some("node-a"));
+    }
+    let s = q.stats().await.expect("stats");
+    assert_eq!((s.p0.running, s.p1.running, s.p2.depth), (2, 1, 2));
+    let rest = q
+        .take_many("node-b", 10, Duration::ZERO)
+        .await
+        .expect("take");
+    assert_eq!(ids(&rest), ["a", "e"]);
+    let empty = q
+        .take_many("node-b", 10, Duration::ZERO)
+        .await
+        .expect("take");
+    assert!(empty.is_empty());
+}
+
+/// A batch take on an empty queue waits for the first job, and returns it without waiting
+/// for more.
+pub async fn take_many_waits_for_the_first_job(q: &dyn JobQueue) {
+    let (taken, queued) = tokio::join!(q.take_many("n", 4, Duration::from_secs(10)), async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        enqueue(q, job("late", JobPriority::P2, false, "c1")).await
+    });
+    assert!(queued);
+    assert_eq!(ids(&taken.expect("take")), ["late"]);
+    let st = q
+        .status(&JobId("late".into()))
+        .await
+        .expect("status")
+        .expect("known");
+    assert_eq!(
+        (st.state, st.node.as_deref()),
+        (JobState::Running, Some("n"))
+    );
+    let none = q.take_many("n", 4, Duration::from_millis(20)).await;
+    assert!(none.expect("take").is_empty());
+}
+
+/// `finish_and_take` records every outcome first (an unknown id is named, not an error),
+/// then takes in priority order; acknowledged jobs are never handed out again.
+pub async fn finish_and_take_acknowledges_then_takes(q: &dyn JobQueue) {
+    for (id, p) in [
+        ("x", JobPriority::P1),
+        ("y", JobPriority::P1),
+        ("z", JobPriority::P2),
+        ("w", JobPriority::P2),
+    ] {
+        assert!(enqueue(q, job(id, p, false, "c1")).await);
+    }
+    let taken = q.take_many("n", 2, Duration::ZERO).await.expect("take");
+    assert_eq!(ids(&taken), ["x", "y"]);
+    let finished = vec![
+        (JobId("x".into()), done()),
+        (JobId("y".into()), failed("boom")),
+        (JobId("ghost".into()), done()),
+    ];
+    let batch = q
+        .finish_and_take(finished, "n", 1, Duration::ZERO)
+        .await
+        .expect("finish and take");
+    assert_eq!(ids(&batch.jobs), ["z"]);
+    assert_eq!(batch.unknown, [JobId("ghost".into())]);
+    let x = q.status(&JobId("x".into())).await.expect("status");
+    assert_eq!(x.expect("known").state, JobState::Done);
+    let y = q.status(&JobId("y".into())).await.expect("status");
+    let y = y.expect("known");
+    assert_eq!(
+        (y.state, y.error.as_deref()),
+        (JobState::Failed, Some("boom"))
+    );
+    let s = q.stats().await.expect("stats");
+    assert_eq!((s.p1.done, s.p1.failed, s.p1.running), (1, 1, 0));
+    assert_eq!((s.p2.running, s.p2.depth), (1, 1));
+    // acknowledge only: nothing taken, nothing waited for
+    let batch = q
+        .finish_and_take(
+            vec![(JobId("z".into()), done())],
+            "n",
+            0,
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("finish");
+    assert!(batch.jobs.is_empty() && batch.unknown.is_empty());
+    let rest = q.take_many("n", 10, Duration::ZERO).await.expect("take");
+    assert_eq!(ids(&rest), ["w"]);
+    let s = q.stats().await.expect("stats");
+    assert_eq!((s.p2.done, s.p2.running, s.p2.depth), (1, 1, 0));
+}
+
+/// `enqueue_many` answers per job as `enqueue` would, and keeps the order given.
+pub async fn enqueue_many_answers_per_job_in_order(q: &dyn JobQueue) {
+    let queued = q
+        .enqueue_many(vec![
+            job("m1", JobPriority::P2, false, "c1"),
+            job("r1", JobPriority::P2, true, "c1"),
+            job("r2", JobPriority::P2, true, "c1"),
+            job("m2", JobPriority::P0, false, "c1"),
+            job("m3", JobPriority::P2, false, "c1"),
+        ])
+        .await
+        .expect("enqueue many");
+    assert_eq!(queued, [true, true, false, true, true]);
+    let taken = q.take_many("n", 10, Duration::ZERO).await.expect("take");
+    assert_eq!(ids(&taken), ["m2", "m1", "r1", "m3"]);
+    assert!(q
+        .status(&JobId("r2".into()))
+        .await
+        .expect("status")
+        .is_none());
+}
+
 #[cfg(test)]
 mod tests {
     /// One test per check and implementation: `memory_queue::<check>`,
@@ -302,5 +442,9 @@ mod tests {
         take_waits_for_an_enqueue,
         closed_queue_hands_out_nothing,
         recurring_jobs_keep_their_cadence,
+        take_many_keeps_priority_order_and_max,
+        take_many_waits_for_the_first_job,
+        finish_and_take_acknowledges_then_takes,
+        enqueue_many_answers_per_job_in_order,
     );
 }

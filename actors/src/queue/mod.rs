@@ -11,7 +11,7 @@ pub mod contract;
 pub mod memory;
 pub mod redis;
 #[cfg(test)]
-mod redis_tests;
+pub(crate) mod redis_tests;
 
 use async_trait::async_trait;
 use serde::Serialize;
@@ -114,7 +114,19 @@ pub enum Recurring {
     Deposed,
 }
 
+/// What [`JobQueue::finish_and_take`] did: the jobs it took, and the finished ids it did
+/// not know (unknown or expired; their outcomes are not recorded).
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub jobs: Vec<Job>,
+    pub unknown: Vec<JobId>,
+}
+
 /// A priority job queue with job status.
+///
+/// The batch methods (`enqueue_many`, `take_many`, `finish_and_take`) have defaults in
+/// terms of the single ones; a queue across a network implements them natively, so that a
+/// batch costs one round trip.
 #[async_trait]
 pub trait JobQueue: Send + Sync + 'static {
     /// Queue a job. Returns false, queueing nothing, when it is recurring and a job with the
@@ -146,6 +158,64 @@ pub trait JobQueue: Send + Sync + 'static {
     async fn requeue_dead(&self, id: &JobId) -> Result<bool, QueueError>;
     /// Stop handing out jobs: `take` returns none from now on.
     async fn close(&self);
+
+    /// Queue several jobs, in order; one answer per job, as [`JobQueue::enqueue`] gives it.
+    async fn enqueue_many(&self, jobs: Vec<Job>) -> Result<Vec<bool>, QueueError> {
+        let mut queued = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            queued.push(self.enqueue(job).await?);
+        }
+        Ok(queued)
+    }
+
+    /// Take up to `max` jobs for `node`, as [`JobQueue::take`] takes one: p0 before p1
+    /// before p2, oldest first, each leased to `node`. Waits up to `wait` for the first one
+    /// when none is ready; never waits for more. `max` 0 takes nothing and does not wait.
+    async fn take_many(
+        &self,
+        node: &str,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Job>, QueueError> {
+        let mut jobs = Vec::new();
+        if max == 0 {
+            return Ok(jobs);
+        }
+        let Some(first) = self.take(node, wait).await? else {
+            return Ok(jobs);
+        };
+        jobs.push(first);
+        while jobs.len() < max {
+            match self.take(node, Duration::ZERO).await? {
+                Some(job) => jobs.push(job),
+                None => break,
+            }
+        }
+        Ok(jobs)
+    }
+
+    /// Record how taken jobs ended (as [`JobQueue::finish`] does, in order), then take up
+    /// to `max` more as [`JobQueue::take_many`] does: a worker pool's one call per turn.
+    /// An error means some outcomes may not be recorded: their jobs run again once their
+    /// leases lapse.
+    async fn finish_and_take(
+        &self,
+        finished: Vec<(JobId, JobOutcome)>,
+        node: &str,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Batch, QueueError> {
+        let mut batch = Batch::default();
+        for (id, outcome) in finished {
+            match self.finish(&id, outcome).await {
+                Ok(()) => {}
+                Err(QueueError::UnknownJob(id)) => batch.unknown.push(id),
+                Err(e) => return Err(e),
+            }
+        }
+        batch.jobs = self.take_many(node, max, wait).await?;
+        Ok(batch)
+    }
 }
 
 pub type SharedQueue = Arc<dyn JobQueue>;

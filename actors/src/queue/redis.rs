@@ -1,9 +1,10 @@
 //! The cluster's queue: p0/p1/p2 job lists in one Redis shared by every node.
 //!
 //! Owns: the Redis layout under one key prefix (`palisade:` by default), the Lua scripts
-//! that change it atomically, the leases of the jobs this process took (renewed by one
-//! tokio task per job until `finish`) and the reaper that puts a job whose lease lapsed
-//! back at the front of its priority, or into the dead-letter list after `max_attempts`.
+//! that change it atomically, the leases of the jobs this process took (renewed together
+//! by one task until `finish`), the takers it has parked in Redis, and the reaper that
+//! puts a job whose lease lapsed back at the front of its priority, or into the
+//! dead-letter list after `max_attempts`.
 //!
 //! Layout (`P` is the prefix; times are the Redis server's clock, in ms):
 //! - `P ready:p0|p1|p2`: lists of job ids, taken from the left (oldest first); a job whose
@@ -15,9 +16,21 @@
 //! - `P leases`: sorted set of running job ids, scored by lease expiry.
 //! - `P dedupe`: hash dedupe key -> id of the recurring job that holds it.
 //! - `P dead`: list of dead-lettered ids, newest first (capped; the oldest then expire).
-//! - `P wake`: wake-up tokens (capped) that idle `take`s wait on with BLPOP.
+//! - `P waiters`: takers parked because nothing was ready, `<lease ms>:<token>:<node>`,
+//!   scored by when they are presumed gone; `P hand:<token>`: what is handed to one (a
+//!   job already leased to it, or '' for "look again"), which it waits on with BLPOP.
 //! - `P waits:<p>`, `P runs:<p>`: recent wait and run times (means over the last 100);
 //!   `P totals`: done and failed counters per priority.
+//!
+//! One script call does a worker pool's whole turn (`finish_and_take`: acknowledge what
+//! finished, take up to one job per free slot), and one queues a batch (`enqueue_many`).
+//! An idle taker parks: a job queued while nothing else is ready is leased to it inside the
+//! enqueue script and handed over on its BLPOP, one hop instead of a wake-up and a take; a
+//! job that becomes ready otherwise nudges one parked taker to look. A hand-off that never
+//! reaches its taker costs latency, never the job: a taker that gives up waiting puts back
+//! what is handed to it afterwards, and one that died is handed nothing once its park time
+//! is over; a job handed to it before that lapses with its lease, like any job of a dead
+//! node.
 //!
 //! Delivery is at least once: a job runs again only when its lease lapsed (its node died
 //! or lost Redis for longer than the lease). A job acknowledged with `finish` never runs
@@ -34,8 +47,11 @@ use deadpool_redis::{Manager, Pool, Runtime};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
@@ -44,7 +60,7 @@ use tokio::time::Instant;
 use palisade_proto::{Job, JobId, JobPriority, JobState, JobStatus, Timestamp};
 
 use super::{
-    Fence, JobOutcome, JobQueue, PriorityStats, QueueError, QueueStats, Recurring, CANCELLED,
+    Batch, Fence, JobOutcome, JobQueue, PriorityStats, QueueError, QueueStats, Recurring, CANCELLED,
 };
 
 /// How a [`RedisQueue`] is set up.
@@ -95,11 +111,16 @@ const MIN_WAIT: Duration = Duration::from_millis(1);
 /// The reaper runs at most this often per process (and at least every third of a lease).
 const REAP_EVERY_MAX: Duration = Duration::from_secs(1);
 const REAP_EVERY_MIN: Duration = Duration::from_millis(50);
+/// Jobs per enqueue script call, and at most this many taken per call: a script holds
+/// Redis's one thread while it runs.
+const ENQUEUE_CHUNK: usize = 500;
+const TAKE_CHUNK: usize = 500;
 
 /// What every script starts with: helpers and the layout's key names. `ARGV[1]` is the
 /// key prefix. The constants are the caps the module header names. Every `redis.call` costs
-/// about a microsecond of Redis's one thread, so the hot scripts (enqueue, take, finish)
-/// read a job's fields with one HMGET and write them with one HSET.
+/// about a microsecond of Redis's one thread, so the hot paths read a job's fields with one
+/// HMGET, write them with one HSET, and write the recent wait and run times and the totals
+/// once per call, not once per job.
 macro_rules! lua_prelude {
     () => {
         r#"
@@ -107,8 +128,8 @@ if redis.replicate_commands then pcall(redis.replicate_commands) end
 local pfx = ARGV[1]
 local PRIOS = {'p0', 'p1', 'p2'}
 local RECENT = 100
-local WAKE_CAP = 16
 local DEAD_CAP = 10000
+local HAND_TTL = 60
 local function int(n) return string.format('%d', n) end
 local function job_key(id) return pfx .. 'job:' .. id end
 local function ready_key(p) return pfx .. 'ready:' .. p end
@@ -117,16 +138,50 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 local function is_active(state) return state == 'queued' or state == 'running' end
--- One token per wake-up, up to WAKE_CAP: a full list already wakes every waiter it can.
-local function wake()
-  local key = pfx .. 'wake'
-  if redis.call('LLEN', key) < WAKE_CAP then redis.call('LPUSH', key, '1') end
+local function ready_is_empty()
+  for _, p in ipairs(PRIOS) do
+    if redis.call('LLEN', ready_key(p)) > 0 then return false end
+  end
+  return true
 end
 -- Newest first; trimmed back to RECENT values once it holds twice that.
-local function push_recent(key, v)
-  if redis.call('LPUSH', key, int(v)) > 2 * RECENT then
+local function push_recent(key, values)
+  if #values == 0 then return end
+  if redis.call('LPUSH', key, unpack(values)) > 2 * RECENT then
     redis.call('LTRIM', key, 0, RECENT - 1)
   end
+end
+-- A parked taker: member '<lease ms>:<token>:<node>' of `waiters`, scored by the time after
+-- which it is presumed gone. Removed when handed something, so each gets one hand-off.
+local function next_waiter(now)
+  local key = pfx .. 'waiters'
+  local ws = redis.call('ZRANGEBYSCORE', key, int(now), '+inf', 'LIMIT', 0, 1)
+  if #ws == 0 then return nil end
+  redis.call('ZREM', key, ws[1])
+  local lease, token, node = string.match(ws[1], '^(%d+):([^:]+):(.*)$')
+  if not token then return nil end
+  return {lease = tonumber(lease), token = token, node = node}
+end
+-- Hand a waiter a leased job ('<id length>:<id><body>'), or '' for "look again".
+local function deliver(token, value)
+  local key = pfx .. 'hand:' .. token
+  redis.call('LPUSH', key, value)
+  redis.call('EXPIRE', key, HAND_TTL)
+end
+-- Nudge one parked taker, if any, to look at the ready lists. True when one was nudged.
+local function wake(now)
+  local w = next_waiter(now)
+  if not w then return false end
+  deliver(w.token, '')
+  return true
+end
+-- Lease queued job `id` (hash `h`, fields read) to `node`; its wait goes into waits[p].
+local function lease_job(id, h, p, queued, attempts, node, token, lease, now, waits)
+  redis.call('HSET', h, 'state', 'running', 'node', node, 'started', int(now),
+    'lease', token, 'attempts', int(attempts + 1))
+  redis.call('ZADD', pfx .. 'leases', int(now + lease), id)
+  local q = tonumber(queued or now) or now
+  waits[#waits + 1] = int(math.max(0, now - q))
 end
 local function release_dedupe(dkey, id)
   if dkey and dkey ~= '' and redis.call('HGET', pfx .. 'dedupe', dkey) == id then
@@ -160,7 +215,7 @@ local function reap(now, max_attempts, ttl)
         redis.call('HSET', h, 'state', 'queued', 'queued', int(now), 'error', err)
         redis.call('HDEL', h, 'lease', 'started')
         redis.call('LPUSH', ready_key(f[2]), id)
-        wake()
+        wake(now)
       end
       n = n + 1
     end
@@ -172,157 +227,257 @@ local function reap(now, max_attempts, ttl)
       redis.call('ZREM', delayed, id)
       if redis.call('HGET', job_key(id), 'state') == 'queued' then
         redis.call('RPUSH', ready_key(p), id)
-        wake()
+        wake(now)
       end
     end
   end
+  -- takers that died parked
+  redis.call('ZREMRANGEBYSCORE', pfx .. 'waiters', '-inf', int(now - 1))
   return n
+end
+-- Take up to `max` ready jobs, p0 first, oldest first, leased to `node` under `token`;
+-- appends id, body of each to `out`. Returns how many it took.
+local function take_jobs(max, node, token, lease, now, out)
+  local n = 0
+  for _, p in ipairs(PRIOS) do
+    if n >= max then break end
+    local key = ready_key(p)
+    local waits = {}
+    while n < max do
+      local id = redis.call('LPOP', key)
+      if not id then break end
+      local h = job_key(id)
+      local f = redis.call('HMGET', h, 'state', 'queued', 'attempts', 'body')
+      -- an id whose job was acknowledged or expired meanwhile is skipped
+      if f[1] == 'queued' then
+        lease_job(id, h, p, f[2], tonumber(f[3] or 0) or 0, node, token, lease, now, waits)
+        out[#out + 1] = id
+        out[#out + 1] = f[4] or ''
+        n = n + 1
+      end
+    end
+    push_recent(pfx .. 'waits:' .. p, waits)
+  end
+  -- Pass the wake-up on while work is left, so every parked taker gets a turn.
+  if n > 0 and redis.call('ZCARD', pfx .. 'waiters') > 0 and not ready_is_empty() then
+    wake(now)
+  end
+  return n
+end
+-- Record one outcome; `acc` gathers run times and done counts per priority. Returns
+-- 'unknown', 'finished' (already), 'done', 'retried' or 'dead'. A retried job waits in its
+-- priority's delayed set for the backoff, doubled per attempt (capped at 32 times), before
+-- the reaper makes it ready again.
+local function finish_job(id, outcome, err, counts, node, max_attempts, ttl, backoff, now, acc)
+  local h = job_key(id)
+  local f = redis.call('HMGET', h, 'state', 'prio', 'started', 'attempts', 'dkey')
+  local st, prio, dkey = f[1], f[2], f[5]
+  if not st then return 'unknown' end
+  if not is_active(st) then return 'finished' end
+  redis.call('ZREM', pfx .. 'leases', id)
+  if f[3] then
+    local runs = acc.runs[prio]
+    runs[#runs + 1] = int(math.max(0, now - tonumber(f[3])))
+  end
+  local fields = {'counts', counts}
+  if node ~= '' then
+    fields[3] = 'node'
+    fields[4] = node
+  end
+  if outcome == 'done' then
+    -- acknowledged: never run again, even if a lapsed lease queued it meanwhile
+    if st == 'queued' then redis.call('LREM', ready_key(prio), 0, id) end
+    redis.call('HSET', h, 'state', 'done', 'finished', int(now), unpack(fields))
+    redis.call('HDEL', h, 'lease', 'error')
+    release_dedupe(dkey, id)
+    acc.done[prio] = acc.done[prio] + 1
+    redis.call('EXPIRE', h, ttl)
+    return 'done'
+  end
+  redis.call('HSET', h, 'error', err, unpack(fields))
+  if (tonumber(f[4] or 0) or 0) >= max_attempts then
+    if st == 'queued' then redis.call('LREM', ready_key(prio), 0, id) end
+    dead_letter(id, h, prio, dkey, err, now, ttl)
+    return 'dead'
+  end
+  if st == 'running' then
+    local attempts = tonumber(f[4] or 1) or 1
+    local delay = backoff * math.min(32, 2 ^ math.max(0, attempts - 1))
+    redis.call('HSET', h, 'state', 'queued', 'queued', int(now))
+    redis.call('HDEL', h, 'started', 'lease')
+    if delay > 0 then
+      redis.call('ZADD', pfx .. 'delayed:' .. prio, int(now + delay), id)
+    else
+      redis.call('RPUSH', ready_key(prio), id)
+      wake(now)
+    end
+  end
+  return 'retried'
 end
 "#
     };
 }
 
-/// ARGV: prefix, id, priority, body, dedupe key ('' for none), queued at (ms), fence key and
-/// value ('' for none), recurrence (ms, 0 for none).
-/// Returns 1 when queued, 0 when refused (same dedupe key active, or the id is active), -1
-/// when a recurring job is not due, -2 when the fence does not hold (a deposed leader).
+/// ARGV: prefix, fence key and value ('' for none), recurrence (ms, 0 for none), then per
+/// job: id, priority, body, dedupe key ('' for none), queued at (ms).
+/// Returns per job 1 when queued, 0 when refused (same dedupe key active, or the id is
+/// active), -1 when a recurring job is not due, -2 when the fence does not hold (a deposed
+/// leader). A job queued while a taker is parked and nothing else is ready is leased to
+/// that taker and handed to it at once (p0 first still holds: nothing else is ready);
+/// otherwise it goes on its ready list and parked takers are nudged.
 const ENQUEUE: &str = concat!(
     lua_prelude!(),
     r#"
-local id, prio, body, dkey, queued = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-local fkey, fval, every = ARGV[7] or '', ARGV[8] or '', tonumber(ARGV[9] or '0') or 0
+local fkey, fval, every = ARGV[2], ARGV[3], tonumber(ARGV[4]) or 0
+local njobs = math.floor((#ARGV - 4) / 5)
+local out = {}
 -- a leader's write: refused unless its lease still holds (a deposed leader)
-if fkey ~= '' and redis.call('GET', fkey) ~= fval then return -2 end
-local h = job_key(id)
-local st = redis.call('HGET', h, 'state')
-if is_active(st) then return 0 end
-if dkey ~= '' then
-  local holder = redis.call('HGET', pfx .. 'dedupe', dkey)
-  if holder and is_active(redis.call('HGET', job_key(holder), 'state')) then return 0 end
+if fkey ~= '' and redis.call('GET', fkey) ~= fval then
+  for k = 1, njobs do out[k] = -2 end
+  return out
 end
--- a recurring job is due `every` ms after any node last queued it
 local now = now_ms()
-if every > 0 and dkey ~= '' then
-  local last = tonumber(redis.call('HGET', pfx .. 'recurring', dkey) or '0') or 0
-  if now - last < every then return -1 end
-  redis.call('HSET', pfx .. 'recurring', dkey, int(now))
+local parked = redis.call('ZCARD', pfx .. 'waiters') > 0
+local empty = nil
+local pushed = 0
+local function enqueue_one(id, prio, body, dkey, queued)
+  local h = job_key(id)
+  local st = redis.call('HGET', h, 'state')
+  if is_active(st) then return 0 end
+  if dkey ~= '' then
+    local holder = redis.call('HGET', pfx .. 'dedupe', dkey)
+    if holder and is_active(redis.call('HGET', job_key(holder), 'state')) then return 0 end
+  end
+  -- a recurring job is due `every` ms after any node last queued it
+  if every > 0 and dkey ~= '' then
+    local last = tonumber(redis.call('HGET', pfx .. 'recurring', dkey) or '0') or 0
+    if now - last < every then return -1 end
+    redis.call('HSET', pfx .. 'recurring', dkey, int(now))
+  end
+  if dkey ~= '' then redis.call('HSET', pfx .. 'dedupe', dkey, id) end
+  if st then
+    -- the id of a finished job, queued again: start afresh
+    if st == 'failed' then redis.call('LREM', pfx .. 'dead', 0, id) end
+    redis.call('DEL', h)
+  end
+  redis.call('HSET', h, 'body', body, 'prio', prio, 'state', 'queued', 'queued', queued,
+    'attempts', 0, 'dkey', dkey)
+  if parked then
+    if empty == nil then empty = ready_is_empty() end
+    if empty then
+      local w = next_waiter(now)
+      if w then
+        local waits = {}
+        lease_job(id, h, prio, queued, 0, w.node, w.token, w.lease, now, waits)
+        push_recent(pfx .. 'waits:' .. prio, waits)
+        deliver(w.token, string.len(id) .. ':' .. id .. body)
+        return 1
+      end
+      parked = false
+    end
+  end
+  redis.call('RPUSH', ready_key(prio), id)
+  empty = false
+  pushed = pushed + 1
+  return 1
 end
-if dkey ~= '' then redis.call('HSET', pfx .. 'dedupe', dkey, id) end
-if st then
-  -- the id of a finished job, queued again: start afresh
-  if st == 'failed' then redis.call('LREM', pfx .. 'dead', 0, id) end
-  redis.call('DEL', h)
+for k = 0, njobs - 1 do
+  local b = 5 + k * 5
+  out[k + 1] = enqueue_one(ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4])
 end
-redis.call('HSET', h, 'body', body, 'prio', prio, 'state', 'queued', 'queued', queued,
-  'attempts', 0, 'dkey', dkey)
-redis.call('RPUSH', ready_key(prio), id)
-wake()
-return 1
+while pushed > 0 and parked do
+  parked = wake(now)
+  pushed = pushed - 1
+end
+return out
 "#
 );
 
-/// ARGV: prefix, node, lease ms, lease token, reap first ('1'/'0'), max attempts, TTL s.
-/// Returns {id, body} of the job now leased to `node`, or nil when none is ready.
-const TAKE: &str = concat!(
+/// ARGV: prefix, node, lease ms, lease token, reap first ('1'/'0'), max attempts, TTL s,
+/// retry backoff ms, how many to take, park ms (0: do not park), how many finished, then
+/// per finished job: id, 'done'|'failed', error, counts JSON, node ('' to keep), max
+/// attempts (0 dead-letters a failure at once).
+/// Records the outcomes, then takes up to the number asked, leased to `node` under the
+/// token. When it takes none and park ms is not 0, `node` parks as a waiter under the same
+/// token for that long: an enqueue hands it a job on `P hand:<token>`.
+/// Returns the outcome of each finished job ('unknown', 'finished', 'done', 'retried',
+/// 'dead'), then id, body of each job taken.
+const FINISH_TAKE: &str = concat!(
     lua_prelude!(),
     r#"
 local node, lease, token = ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local ttl, backoff = tonumber(ARGV[7]), tonumber(ARGV[8]) or 0
+local max, park, nfin = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
 local now = now_ms()
-if ARGV[5] == '1' then reap(now, tonumber(ARGV[6]), tonumber(ARGV[7])) end
-for i, p in ipairs(PRIOS) do
-  local key = ready_key(p)
-  local id = redis.call('LPOP', key)
-  while id do
-    local h = job_key(id)
-    local f = redis.call('HMGET', h, 'state', 'queued', 'attempts', 'body')
-    if f[1] == 'queued' then
-      local attempts = (tonumber(f[3] or 0) or 0) + 1
-      redis.call('HSET', h, 'state', 'running', 'node', node, 'started', int(now),
-        'lease', token, 'attempts', int(attempts))
-      redis.call('ZADD', pfx .. 'leases', int(now + lease), id)
-      local queued = tonumber(f[2] or now) or now
-      push_recent(pfx .. 'waits:' .. p, math.max(0, now - queued))
-      -- Pass the wake-up on while work is left, so every idle taker gets a turn.
-      for j = i, #PRIOS do
-        if redis.call('LLEN', ready_key(PRIOS[j])) > 0 then
-          wake()
-          break
-        end
-      end
-      return {id, f[4]}
-    end
-    -- an id whose job was acknowledged or expired meanwhile: skip it
-    id = redis.call('LPOP', key)
-  end
+local out = {}
+local acc = {runs = {p0 = {}, p1 = {}, p2 = {}}, done = {p0 = 0, p1 = 0, p2 = 0}}
+for k = 0, nfin - 1 do
+  local b = 12 + k * 6
+  out[k + 1] = finish_job(ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4],
+    tonumber(ARGV[b + 5]), ttl, backoff, now, acc)
+end
+for _, p in ipairs(PRIOS) do
+  push_recent(pfx .. 'runs:' .. p, acc.runs[p])
+  if acc.done[p] > 0 then redis.call('HINCRBY', pfx .. 'totals', 'done:' .. p, acc.done[p]) end
+end
+if ARGV[5] == '1' then reap(now, tonumber(ARGV[6]), ttl) end
+if max > 0 and take_jobs(max, node, token, lease, now, out) == 0 and park > 0 then
+  redis.call('ZADD', pfx .. 'waiters', int(now + park), int(lease) .. ':' .. token .. ':' .. node)
+end
+return out
+"#
+);
+
+/// ARGV: prefix, waiter member, token, 'return'|'requeue', what was handed ('' when not
+/// known: then it is taken from `P hand:<token>`). Un-parks a taker. 'return' returns what
+/// was handed to it (a leased job, '' for a nudge, nil for nothing); 'requeue', for a taker
+/// that gave up waiting, puts a job handed to it back at the front of its priority, as if
+/// never taken, and returns nil.
+const UNPARK: &str = concat!(
+    lua_prelude!(),
+    r#"
+redis.call('ZREM', pfx .. 'waiters', ARGV[2])
+local token = ARGV[3]
+local v = ARGV[5]
+if not v or v == '' then v = redis.call('LPOP', pfx .. 'hand:' .. token) end
+if not v then return false end
+if ARGV[4] == 'return' then return v end
+local len, rest = string.match(v, '^(%d+):(.*)$')
+if not len then return false end
+local id = string.sub(rest, 1, tonumber(len))
+local h = job_key(id)
+local f = redis.call('HMGET', h, 'state', 'lease', 'attempts', 'prio')
+if f[1] == 'running' and f[2] == token then
+  local now = now_ms()
+  redis.call('ZREM', pfx .. 'leases', id)
+  redis.call('HSET', h, 'state', 'queued', 'attempts', int(math.max(0, (tonumber(f[3]) or 1) - 1)))
+  redis.call('HDEL', h, 'lease', 'started', 'node')
+  redis.call('LPUSH', ready_key(f[4]), id)
+  wake(now)
 end
 return false
 "#
 );
 
-/// ARGV: prefix, id, 'done'|'failed', error, counts JSON, node ('' to keep), max attempts,
-/// TTL s, retry backoff ms. Returns 'unknown', 'finished' (already), 'done', 'retried' or
-/// 'dead'. A retried job waits in its priority's delayed set for the backoff, doubled per
-/// attempt (capped at 32 times), before the reaper makes it ready again.
-const FINISH: &str = concat!(
-    lua_prelude!(),
-    r#"
-local id, outcome, err, counts, node = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-local max_attempts, ttl = tonumber(ARGV[7]), tonumber(ARGV[8])
-local now = now_ms()
-local h = job_key(id)
-local f = redis.call('HMGET', h, 'state', 'prio', 'started', 'attempts', 'dkey')
-local st, prio, dkey = f[1], f[2], f[5]
-if not st then return 'unknown' end
-if not is_active(st) then return 'finished' end
-redis.call('ZREM', pfx .. 'leases', id)
-if f[3] then push_recent(pfx .. 'runs:' .. prio, math.max(0, now - tonumber(f[3]))) end
-local fields = {'counts', counts}
-if node ~= '' then
-  fields[3] = 'node'
-  fields[4] = node
-end
-if outcome == 'done' then
-  -- acknowledged: never run again, even if a lapsed lease queued it meanwhile
-  if st == 'queued' then redis.call('LREM', ready_key(prio), 0, id) end
-  redis.call('HSET', h, 'state', 'done', 'finished', int(now), unpack(fields))
-  redis.call('HDEL', h, 'lease', 'error')
-  release_dedupe(dkey, id)
-  redis.call('HINCRBY', pfx .. 'totals', 'done:' .. prio, 1)
-  redis.call('EXPIRE', h, ttl)
-  return 'done'
-end
-redis.call('HSET', h, 'error', err, unpack(fields))
-if (tonumber(f[4] or 0) or 0) >= max_attempts then
-  if st == 'queued' then redis.call('LREM', ready_key(prio), 0, id) end
-  dead_letter(id, h, prio, dkey, err, now, ttl)
-  return 'dead'
-end
-if st == 'running' then
-  local attempts = tonumber(f[4] or 1) or 1
-  local delay = (tonumber(ARGV[9] or 0) or 0) * math.min(32, 2 ^ math.max(0, attempts - 1))
-  redis.call('HSET', h, 'state', 'queued', 'queued', int(now))
-  redis.call('HDEL', h, 'started', 'lease')
-  if delay > 0 then
-    redis.call('ZADD', pfx .. 'delayed:' .. prio, int(now + delay), id)
-  else
-    redis.call('RPUSH', ready_key(prio), id)
-    wake()
-  end
-end
-return 'retried'
-"#
-);
-
-/// ARGV: prefix, id, lease token, lease ms. Returns 1 when renewed, 0 when the lease is
-/// no longer this taker's (lapsed and reaped, or the job was finished).
+/// ARGV: prefix, lease ms, then id, lease token of each lease this process holds. Renews
+/// each that is still this taker's; returns the ids of those that are not (lapsed and
+/// reaped, or the job was finished).
 const RENEW: &str = concat!(
     lua_prelude!(),
     r#"
-local id, token, lease = ARGV[2], ARGV[3], tonumber(ARGV[4])
-if redis.call('HGET', job_key(id), 'lease') ~= token then return 0 end
-if not redis.call('ZSCORE', pfx .. 'leases', id) then return 0 end
-redis.call('ZADD', pfx .. 'leases', int(now_ms() + lease), id)
-return 1
+local lease = tonumber(ARGV[2])
+local now = now_ms()
+local lost = {}
+for k = 3, #ARGV - 1, 2 do
+  local id, token = ARGV[k], ARGV[k + 1]
+  if redis.call('HGET', job_key(id), 'lease') == token
+    and redis.call('ZSCORE', pfx .. 'leases', id) then
+    redis.call('ZADD', pfx .. 'leases', int(now + lease), id)
+  else
+    lost[#lost + 1] = id
+  end
+end
+return lost
 "#
 );
 
@@ -395,11 +550,12 @@ if dkey and dkey ~= '' then
 end
 if redis.call('LREM', pfx .. 'dead', 0, id) == 0 then return 0 end
 if dkey and dkey ~= '' then redis.call('HSET', pfx .. 'dedupe', dkey, id) end
-redis.call('HSET', h, 'state', 'queued', 'queued', int(now_ms()), 'attempts', 0)
+local now = now_ms()
+redis.call('HSET', h, 'state', 'queued', 'queued', int(now), 'attempts', 0)
 redis.call('HDEL', h, 'started', 'finished', 'lease')
 redis.call('PERSIST', h)
 redis.call('RPUSH', ready_key(f[2]), id)
-wake()
+wake(now)
 return 1
 "#
 );
@@ -412,8 +568,8 @@ struct LuaScript {
 
 struct Scripts {
     enqueue: LuaScript,
-    take: LuaScript,
-    finish: LuaScript,
+    finish_take: LuaScript,
+    unpark: LuaScript,
     renew: LuaScript,
     reap: LuaScript,
     stats: LuaScript,
@@ -424,8 +580,8 @@ impl Scripts {
     async fn load(conn: &mut deadpool_redis::Connection) -> Result<Scripts, redis::RedisError> {
         Ok(Scripts {
             enqueue: load_script(conn, ENQUEUE).await?,
-            take: load_script(conn, TAKE).await?,
-            finish: load_script(conn, FINISH).await?,
+            finish_take: load_script(conn, FINISH_TAKE).await?,
+            unpark: load_script(conn, UNPARK).await?,
             renew: load_script(conn, RENEW).await?,
             reap: load_script(conn, REAP).await?,
             stats: load_script(conn, STATS).await?,
@@ -434,10 +590,10 @@ impl Scripts {
     }
 }
 
-/// A lease this process holds on a job it took.
+/// A lease this process holds on a job it took; one task renews them all.
 struct HeldLease {
     node: String,
-    renewal: AbortHandle,
+    token: Arc<str>,
 }
 
 /// A connection checked out of the pool for good, and the multiplexed handle to it.
@@ -538,11 +694,14 @@ impl Lanes {
     }
 }
 
-/// What the queue's handle, its renewal tasks and its reaper share.
+/// What the queue's handle, its lease renewer and its reaper share.
 struct Core {
     lanes: Lanes,
     /// Connections for BLPOP only, so a blocked wait never holds up other commands.
     waits: Pool,
+    /// Wait connections back from a clean wait, kept checked out of `waits` so that the
+    /// next wait skips the pool's PING check (a round trip).
+    idle_waits: Mutex<Vec<deadpool_redis::Connection>>,
     scripts: Scripts,
     opts: RedisQueueOptions,
     /// The Redis URL with any password replaced, for messages.
@@ -555,12 +714,16 @@ struct Core {
     /// When the reaper last ran, in ms since `born` (plus one, 0 meaning never).
     last_reap: AtomicU64,
     leases: Mutex<HashMap<JobId, HeldLease>>,
+    /// Lease tokens are this process's random prefix and a counter: unique, and cheap.
+    token_prefix: String,
+    tokens: AtomicU64,
 }
 
 /// The Redis [`JobQueue`], shared by every node of a cluster.
 pub struct RedisQueue {
     core: Arc<Core>,
     reaper: AbortHandle,
+    renewer: AbortHandle,
 }
 
 impl fmt::Debug for RedisQueue {
@@ -629,31 +792,61 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// One outcome on its way to the finish script.
+struct Ack {
+    id: JobId,
+    kind: &'static str,
+    error: String,
+    counts: String,
+    /// The node that ran it ('' to keep the one recorded).
+    node: String,
+    /// 0 dead-letters a failure whatever its count (a cancelled job).
+    max_attempts: u32,
+}
+
+/// `<id length>:<id><body>`, as the scripts hand a job to a parked taker, split.
+fn split_handed(v: &str) -> Option<(&str, &str)> {
+    let (len, rest) = v.split_once(':')?;
+    let len: usize = len.parse().ok()?;
+    Some((rest.get(..len)?, rest.get(len..)?))
+}
+
 impl RedisQueue {
-    /// The enqueue script: 1 queued, 0 still queued or running, -1 not due yet (a
-    /// recurring job queued by some node less than `every` ago), -2 `fence` no longer holds.
+    /// The enqueue script for `jobs`: per job 1 queued, 0 still queued or running, -1 not
+    /// due yet (a recurring job queued by some node less than `every` ago), -2 `fence` no
+    /// longer holds.
     async fn enqueue_with(
         &self,
-        job: Job,
+        jobs: &[Job],
         fence: Option<&Fence>,
         every: Duration,
-    ) -> Result<i64, QueueError> {
+    ) -> Result<Vec<i64>, QueueError> {
         let core = &self.core;
         if core.closed.load(Ordering::SeqCst) {
             return Err(QueueError::Closed);
         }
-        let body = serde_json::to_string(&job).map_err(|e| core.unavailable("enqueue", e))?;
-        core.eval("enqueue", &core.scripts.enqueue, |c| {
-            c.arg(job.id.as_str())
-                .arg(job.priority.as_str())
-                .arg(&body)
-                .arg(job.dedupe_key().unwrap_or_default())
-                .arg(job.enqueued_at.timestamp_millis())
-                .arg(fence.map_or("", |f| f.key.as_str()))
-                .arg(fence.map_or("", |f| f.value.as_str()))
-                .arg(u64::try_from(every.as_millis()).unwrap_or(u64::MAX));
-        })
-        .await
+        let mut bodies = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            bodies.push(serde_json::to_string(job).map_err(|e| core.unavailable("enqueue", e))?);
+        }
+        let codes: Vec<i64> = core
+            .eval("enqueue", &core.scripts.enqueue, |c| {
+                c.arg(fence.map_or("", |f| f.key.as_str()))
+                    .arg(fence.map_or("", |f| f.value.as_str()))
+                    .arg(millis(every));
+                for (job, body) in jobs.iter().zip(&bodies) {
+                    c.arg(job.id.as_str())
+                        .arg(job.priority.as_str())
+                        .arg(body)
+                        .arg(job.dedupe_key().unwrap_or_default())
+                        .arg(job.enqueued_at.timestamp_millis());
+                }
+            })
+            .await?;
+        if codes.len() != jobs.len() {
+            return Err(core.unavailable("enqueue", "the enqueue script answered short"));
+        }
+        Ok(codes)
     }
 
     /// Connect to Redis at `url` and load the queue's scripts. Fails with
@@ -666,7 +859,7 @@ impl RedisQueue {
         };
         let main =
             pool(url, opts.pool_size, Some(RESPONSE_TIMEOUT)).map_err(|e| fail("bad url", &e))?;
-        // A blocking wait answers when its own timeout ends; `wait_for_wake` bounds it.
+        // A blocking wait answers when its own timeout ends; `wait_for_hand` bounds it.
         let waits = pool(url, opts.wait_connections, None).map_err(|e| fail("bad url", &e))?;
         let mut conn = main.get().await.map_err(|e| fail("not reachable", &e))?;
         let info: String = redis::cmd("INFO")
@@ -682,6 +875,7 @@ impl RedisQueue {
         let core = Arc::new(Core {
             lanes: Lanes::new(main, opts.pool_size),
             waits,
+            idle_waits: Mutex::new(Vec::new()),
             scripts,
             opts,
             shown_url,
@@ -691,10 +885,17 @@ impl RedisQueue {
             born: Instant::now(),
             last_reap: AtomicU64::new(0),
             leases: Mutex::new(HashMap::new()),
+            token_prefix: uuid::Uuid::new_v4().simple().to_string(),
+            tokens: AtomicU64::new(0),
         });
         let reaper = tokio::spawn(reap_loop(core.clone())).abort_handle();
+        let renewer = tokio::spawn(renew_loop(core.clone())).abort_handle();
         tracing::info!(redis = %core.shown_url, prefix = %core.opts.prefix, version = major, "redis queue connected");
-        Ok(RedisQueue { core, reaper })
+        Ok(RedisQueue {
+            core,
+            reaper,
+            renewer,
+        })
     }
 
     /// The options this queue runs with.
@@ -704,13 +905,12 @@ impl RedisQueue {
 }
 
 impl Drop for RedisQueue {
-    /// Stops the reaper and every lease renewal: the leases of unfinished jobs then lapse,
+    /// Stops the reaper and the lease renewals: the leases of unfinished jobs then lapse,
     /// as if this process had died.
     fn drop(&mut self) {
         self.reaper.abort();
-        for (_, lease) in self.core.lock_leases().drain() {
-            lease.renewal.abort();
-        }
+        self.renewer.abort();
+        self.core.lock_leases().clear();
     }
 }
 
@@ -730,43 +930,124 @@ async fn reap_loop(core: Arc<Core>) {
     }
 }
 
-/// Renews one lease every third of the lease duration until aborted or lost.
-async fn renew_loop(core: Arc<Core>, id: JobId, token: String) {
+/// Renews every lease this process holds, in one script call, every third of the lease
+/// duration, for as long as the queue handle lives.
+async fn renew_loop(core: Arc<Core>) {
     let every = core.opts.lease / 3;
     loop {
         tokio::time::sleep(every).await;
-        let renewed: Result<i64, QueueError> = core
+        let held: Vec<(JobId, Arc<str>)> = core
+            .lock_leases()
+            .iter()
+            .map(|(id, lease)| (id.clone(), lease.token.clone()))
+            .collect();
+        if held.is_empty() {
+            continue;
+        }
+        let lost: Result<Vec<String>, QueueError> = core
             .eval("renew", &core.scripts.renew, |c| {
-                c.arg(id.as_str()).arg(&token).arg(millis(core.opts.lease));
+                c.arg(millis(core.opts.lease));
+                for (id, token) in &held {
+                    c.arg(id.as_str()).arg(&**token);
+                }
             })
             .await;
-        match renewed {
-            Ok(1) => {}
-            Ok(_) => {
-                crate::metrics::inc("palisade_queue_leases_lost_total", &[]);
-                tracing::warn!(job = %id, "job lease lost: it lapsed and may run again elsewhere");
-                return;
+        match lost {
+            Ok(lost) => {
+                for id in lost {
+                    let id = JobId(id);
+                    let mut leases = core.lock_leases();
+                    let token = held.iter().find(|(h, _)| *h == id).map(|(_, t)| t);
+                    // a job finished meanwhile is no longer held: not a lost lease
+                    if leases.get(&id).map(|l| &l.token) != token {
+                        continue;
+                    }
+                    leases.remove(&id);
+                    drop(leases);
+                    crate::metrics::inc("palisade_queue_leases_lost_total", &[]);
+                    tracing::warn!(job = %id, "job lease lost: it lapsed and may run again elsewhere");
+                }
             }
             // Keep trying: the lease lasts three renewals, Redis may be back in time.
-            Err(e) => tracing::warn!(job = %id, error = %e, "job lease not renewed"),
+            Err(e) => tracing::warn!(jobs = held.len(), error = %e, "job leases not renewed"),
         }
     }
 }
 
 /// A connection from the wait pool. Unless marked clean, it is closed when dropped rather
-/// than returned: a BLPOP cancelled mid-way would otherwise still block it.
-struct WaitConn {
+/// than kept: a BLPOP cancelled mid-way would otherwise still block it.
+struct WaitConn<'a> {
+    core: &'a Core,
     conn: Option<deadpool_redis::Connection>,
     clean: bool,
 }
 
-impl Drop for WaitConn {
+impl Drop for WaitConn<'_> {
     fn drop(&mut self) {
-        if !self.clean {
-            if let Some(conn) = self.conn.take() {
-                drop(deadpool_redis::Connection::take(conn));
+        let Some(conn) = self.conn.take() else {
+            return;
+        };
+        if self.clean {
+            self.core.lock_idle_waits().push(conn);
+        } else {
+            drop(deadpool_redis::Connection::take(conn));
+            // the others may be as dead as this one (a Redis restart): open fresh ones
+            self.core.lock_idle_waits().clear();
+        }
+    }
+}
+
+/// A taker parked in Redis, waiting for a hand-off on `P hand:<token>`.
+struct Parked {
+    member: String,
+    token: String,
+}
+
+type ParkedWaitFuture =
+    Pin<Box<dyn Future<Output = (Arc<Core>, Parked, Result<Option<String>, QueueError>)> + Send>>;
+
+/// A parked taker's wait (see [`Core::wait_parked`]); dropped before it ends, it hands the
+/// rest of the wait to a task that puts back whatever is handed over.
+struct ParkedWait {
+    wait: Option<ParkedWaitFuture>,
+}
+
+impl Future for ParkedWait {
+    type Output = Result<Option<String>, QueueError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Some(wait) = self.wait.as_mut() else {
+            return Poll::Ready(Ok(None));
+        };
+        match wait.as_mut().poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready((_, _, handed)) => {
+                self.wait = None;
+                Poll::Ready(handed)
             }
         }
+    }
+}
+
+impl Drop for ParkedWait {
+    fn drop(&mut self) {
+        let Some(wait) = self.wait.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return; // no runtime any more: a job handed over lapses with its lease
+        };
+        runtime.spawn(async move {
+            let (core, parked, handed) = wait.await;
+            // the taker gave up: put back a job handed to it, and un-park it
+            let handed = match handed {
+                Ok(Some(v)) => v,
+                _ => String::new(),
+            };
+            if let Err(e) = core.unpark(&parked, "requeue", &handed).await {
+                tracing::warn!(error = %e, "a job handed to a taker that gave up waits for its lease to lapse");
+            }
+        });
     }
 }
 
@@ -774,6 +1055,15 @@ impl Core {
     fn lock_leases(&self) -> std::sync::MutexGuard<'_, HashMap<JobId, HeldLease>> {
         // A panic while holding the lock leaves plain data behind; keep serving it.
         self.leases.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_idle_waits(&self) -> std::sync::MutexGuard<'_, Vec<deadpool_redis::Connection>> {
+        self.idle_waits.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn next_token(&self) -> String {
+        let n = self.tokens.fetch_add(1, Ordering::Relaxed);
+        format!("{}{n:x}", self.token_prefix)
     }
 
     fn unavailable(&self, op: &'static str, e: impl fmt::Display) -> QueueError {
@@ -854,90 +1144,261 @@ impl Core {
         Ok(n)
     }
 
-    /// Run the finish script; `max_attempts` 0 dead-letters a failure whatever its count.
-    async fn finish_script(
-        &self,
-        id: &JobId,
-        outcome: &JobOutcome,
-        node: &str,
-        max_attempts: u32,
-    ) -> Result<String, QueueError> {
+    /// An outcome for the finish script. Stops renewing the job's lease first: if the
+    /// outcome does not reach Redis, the lease lapses and the job runs again, rather than
+    /// being held for ever by a lease nobody finishes.
+    fn ack(&self, id: JobId, outcome: &JobOutcome) -> Result<Ack, QueueError> {
+        let node = self
+            .lock_leases()
+            .remove(&id)
+            .map(|lease| lease.node)
+            .unwrap_or_default();
         let no_counts = BTreeMap::new();
-        let (kind, error, counts) = match outcome {
-            JobOutcome::Done { counts } => ("done", "", counts),
-            JobOutcome::Failed { error, counts } => ("failed", error.as_str(), counts),
-            JobOutcome::Cancelled => ("failed", CANCELLED, &no_counts),
+        let (kind, error, counts, max_attempts) = match outcome {
+            JobOutcome::Done { counts } => ("done", "", counts, self.opts.max_attempts),
+            JobOutcome::Failed { error, counts } => {
+                ("failed", error.as_str(), counts, self.opts.max_attempts)
+            }
+            // a cancelled job is not retried: straight to the dead letters
+            JobOutcome::Cancelled => ("failed", CANCELLED, &no_counts, 0),
         };
         let counts = serde_json::to_string(counts).map_err(|e| self.unavailable("finish", e))?;
-        self.eval("finish", &self.scripts.finish, |c| {
-            c.arg(id.as_str())
-                .arg(kind)
-                .arg(error)
-                .arg(&counts)
-                .arg(node)
-                .arg(max_attempts)
-                .arg(self.ttl_secs())
-                .arg(u64::try_from(self.opts.retry_backoff.as_millis()).unwrap_or(u64::MAX));
+        Ok(Ack {
+            id,
+            kind,
+            error: error.to_string(),
+            counts,
+            node,
+            max_attempts,
         })
-        .await
     }
 
-    /// One attempt at taking a job for `node`; none when nothing is ready.
-    async fn take_once(self: &Arc<Self>, node: &str) -> Result<Option<Job>, QueueError> {
-        loop {
-            let token = uuid::Uuid::new_v4().to_string();
-            let reap = self.reap_due();
-            let taken: Option<(String, String)> = self
-                .eval("take", &self.scripts.take, |c| {
-                    c.arg(node)
-                        .arg(millis(self.opts.lease))
-                        .arg(&token)
-                        .arg(if reap { "1" } else { "0" })
-                        .arg(self.opts.max_attempts)
-                        .arg(self.ttl_secs());
-                })
-                .await?;
-            let Some((id, body)) = taken else {
-                return Ok(None);
-            };
-            let id = JobId(id);
-            match serde_json::from_str::<Job>(&body) {
-                Ok(job) => {
-                    self.hold_lease(id, token, node);
-                    return Ok(Some(job));
+    /// One run of the finish-and-take script: records `acks`, then takes up to `max` jobs
+    /// for `node` under `token`, parking for `park` when there are none.
+    async fn finish_take_script(
+        &self,
+        op: &'static str,
+        acks: &[Ack],
+        node: &str,
+        max: usize,
+        token: &str,
+        park: Option<Duration>,
+    ) -> Result<Vec<String>, QueueError> {
+        let reap = max > 0 && self.reap_due();
+        let reply: Vec<String> = self
+            .eval(op, &self.scripts.finish_take, |c| {
+                c.arg(node)
+                    .arg(millis(self.opts.lease))
+                    .arg(token)
+                    .arg(if reap { "1" } else { "0" })
+                    .arg(self.opts.max_attempts)
+                    .arg(self.ttl_secs())
+                    .arg(millis(self.opts.retry_backoff))
+                    .arg(max)
+                    .arg(park.map_or(0, millis))
+                    .arg(acks.len());
+                for a in acks {
+                    c.arg(a.id.as_str())
+                        .arg(a.kind)
+                        .arg(&a.error)
+                        .arg(&a.counts)
+                        .arg(&a.node)
+                        .arg(a.max_attempts);
                 }
-                Err(e) => {
-                    // Not a job this build can run: dead-letter it and take the next one.
-                    let error = format!("job body is not readable: {e}");
-                    tracing::warn!(job = %id, error, "unreadable job dead-lettered");
-                    let outcome = JobOutcome::Failed {
-                        error,
-                        counts: BTreeMap::new(),
-                    };
-                    self.finish_script(&id, &outcome, node, 0).await?;
+            })
+            .await?;
+        let whole_pairs = reply
+            .get(acks.len()..)
+            .is_some_and(|taken| taken.chunks_exact(2).remainder().is_empty());
+        if !whole_pairs {
+            return Err(self.unavailable(op, "the finish-and-take script answered short"));
+        }
+        Ok(reply)
+    }
+
+    /// A job taken under `token`: held (its lease renewed) and returned; none when its
+    /// body is not a job this build can read, which is dead-lettered instead.
+    async fn accept(
+        &self,
+        id: &str,
+        body: &str,
+        token: &Arc<str>,
+        node: &str,
+    ) -> Result<Option<Job>, QueueError> {
+        let id = JobId(id.to_string());
+        match serde_json::from_str::<Job>(body) {
+            Ok(job) => {
+                let lease = HeldLease {
+                    node: node.to_string(),
+                    token: token.clone(),
+                };
+                self.lock_leases().insert(id, lease);
+                Ok(Some(job))
+            }
+            Err(e) => {
+                let error = format!("job body is not readable: {e}");
+                tracing::warn!(job = %id, error, "unreadable job dead-lettered");
+                crate::metrics::inc("palisade_queue_errors_total", &[("op", "take")]);
+                let ack = Ack {
+                    id,
+                    kind: "failed",
+                    error,
+                    counts: "{}".to_string(),
+                    node: node.to_string(),
+                    max_attempts: 0,
+                };
+                self.finish_take_script("finish", &[ack], node, 0, "", None)
+                    .await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Record `finished`, then take up to `max` jobs for `node`; when none is ready, park
+    /// until one is handed over, a nudge says to look again, or `wait` is over.
+    async fn finish_and_take(
+        self: &Arc<Self>,
+        finished: Vec<(JobId, JobOutcome)>,
+        node: &str,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Batch, QueueError> {
+        let deadline = Instant::now() + wait;
+        let mut acks = Vec::with_capacity(finished.len());
+        for (id, outcome) in finished {
+            acks.push(self.ack(id, &outcome)?);
+        }
+        let op = if max == 0 { "finish" } else { "take" };
+        let mut batch = Batch::default();
+        loop {
+            // Register for the close signal before looking, so a close in between is seen.
+            let closed = self.close_signal.notified();
+            tokio::pin!(closed);
+            closed.as_mut().enable();
+            let max = if self.closed.load(Ordering::SeqCst) {
+                0
+            } else {
+                max
+            };
+            if max == 0 && acks.is_empty() {
+                return Ok(batch);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            let park = (max > 0 && left >= MIN_WAIT).then(|| self.park_time(left));
+            let token = self.next_token();
+            let reply = self
+                .finish_take_script(op, &acks, node, max, &token, park)
+                .await?;
+            for (ack, outcome) in acks.iter().zip(&reply) {
+                match outcome.as_str() {
+                    "unknown" => batch.unknown.push(ack.id.clone()),
+                    "finished" => tracing::debug!(job = %ack.id, "job was already finished"),
+                    "dead" => {
+                        tracing::warn!(job = %ack.id, "job dead-lettered after its last attempt")
+                    }
+                    _ => {}
+                }
+            }
+            let taken = &reply[acks.len()..];
+            acks.clear();
+            let token: Arc<str> = token.into();
+            for pair in taken.chunks_exact(2) {
+                if let Some(job) = self.accept(&pair[0], &pair[1], &token, node).await? {
+                    batch.jobs.push(job);
+                }
+            }
+            if !batch.jobs.is_empty() || !taken.is_empty() {
+                // taken, or only unreadable ones (dead-lettered): take again at once
+                if batch.jobs.is_empty() {
+                    continue;
+                }
+                return Ok(batch);
+            }
+            let Some(park) = park else {
+                return Ok(batch);
+            };
+            let parked = Parked {
+                member: format!("{}:{token}:{node}", millis(self.opts.lease)),
+                token: token.to_string(),
+            };
+            let handed = tokio::select! {
+                handed = self.wait_parked(parked, left, park) => handed?,
+                // a job handed over meanwhile is put back by the wait's own task
+                _ = &mut closed => return Ok(batch),
+            };
+            // '' is a nudge: something is ready, look again
+            if let Some((id, body)) = handed.as_deref().and_then(split_handed) {
+                if let Some(job) = self.accept(id, body, &token, node).await? {
+                    batch.jobs.push(job);
+                    return Ok(batch);
                 }
             }
         }
     }
 
-    fn hold_lease(self: &Arc<Self>, id: JobId, token: String, node: &str) {
-        let renewal = tokio::spawn(renew_loop(self.clone(), id.clone(), token)).abort_handle();
-        let lease = HeldLease {
-            node: node.to_string(),
-            renewal,
+    /// How long a taker that waits `left` stays parked: until its BLPOP has surely ended
+    /// (Redis 5 only waits whole seconds), and a second more; after that a taker that
+    /// never un-parked is presumed gone and handed nothing.
+    fn park_time(&self, left: Duration) -> Duration {
+        let blpop = if self.fractional_waits {
+            left
+        } else {
+            Duration::from_secs_f64(left.as_secs_f64().ceil().max(1.0))
         };
-        if let Some(old) = self.lock_leases().insert(id, lease) {
-            old.renewal.abort();
+        blpop + Duration::from_secs(1)
+    }
+
+    /// Wait up to `left` for what is handed to the parked taker: a leased job, '' (a
+    /// nudge), or none. A taker that gives up (a cancelled `take`) loses nothing: the wait
+    /// then runs on in a task of its own, which puts back at the front of its priority
+    /// whatever reaches the taker afterwards.
+    fn wait_parked(self: &Arc<Self>, parked: Parked, left: Duration, park: Duration) -> ParkedWait {
+        let core = self.clone();
+        let wait = async move {
+            let handed = match core.wait_for_hand(&parked.token, left, park).await {
+                // the wait ended empty: un-park, taking what was handed in between
+                Ok(None) => core.unpark(&parked, "return", "").await,
+                other => other,
+            };
+            (core, parked, handed)
+        };
+        ParkedWait {
+            wait: Some(Box::pin(wait)),
         }
     }
 
-    /// Block up to `left` for a wake-up token. Returns early on a token; `Ok` either way.
-    async fn wait_for_wake(&self, left: Duration) -> Result<(), QueueError> {
-        let conn = match tokio::time::timeout(left, self.waits.get()).await {
-            Err(_) => return Ok(()), // every wait connection busy for all of `left`
-            Ok(conn) => conn.map_err(|e| self.unavailable("take", e))?,
+    async fn unpark(
+        &self,
+        parked: &Parked,
+        mode: &str,
+        handed: &str,
+    ) -> Result<Option<String>, QueueError> {
+        self.eval("take", &self.scripts.unpark, |c| {
+            c.arg(&parked.member)
+                .arg(&parked.token)
+                .arg(mode)
+                .arg(handed);
+        })
+        .await
+    }
+
+    /// Block up to `left` on the parked taker's hand-off list: what was handed, or none.
+    async fn wait_for_hand(
+        &self,
+        token: &str,
+        left: Duration,
+        park: Duration,
+    ) -> Result<Option<String>, QueueError> {
+        let idle = self.lock_idle_waits().pop();
+        let conn = match idle {
+            Some(conn) => conn,
+            None => match tokio::time::timeout(left, self.waits.get()).await {
+                Err(_) => return Ok(None), // every wait connection busy for all of `left`
+                Ok(conn) => conn.map_err(|e| self.unavailable("take", e))?,
+            },
         };
         let mut conn = WaitConn {
+            core: self,
             conn: Some(conn),
             clean: false,
         };
@@ -946,17 +1407,17 @@ impl Core {
         } else {
             left.as_secs_f64().ceil().max(1.0).to_string()
         };
-        let key = format!("{}wake", self.opts.prefix);
+        let key = format!("{}hand:{token}", self.opts.prefix);
         let Some(c) = conn.conn.as_mut() else {
-            return Ok(());
+            return Ok(None);
         };
         let mut cmd = redis::cmd("BLPOP");
         cmd.arg(&key).arg(&timeout);
         let blpop = cmd.query_async::<Option<(String, String)>>(c);
-        match tokio::time::timeout(left + WAIT_SLACK, blpop).await {
-            Ok(Ok(_)) => {
+        match tokio::time::timeout(park + WAIT_SLACK, blpop).await {
+            Ok(Ok(got)) => {
                 conn.clean = true;
-                Ok(())
+                Ok(got.map(|(_, v)| v))
             }
             Ok(Err(e)) => Err(self.unavailable("take", e)),
             Err(_) => Err(self.unavailable("take", "no answer to a blocking wait")),
@@ -1020,7 +1481,10 @@ struct PriorityReply {
 #[async_trait]
 impl JobQueue for RedisQueue {
     async fn enqueue(&self, job: Job) -> Result<bool, QueueError> {
-        Ok(self.enqueue_with(job, None, Duration::ZERO).await? == 1)
+        let codes = self
+            .enqueue_with(std::slice::from_ref(&job), None, Duration::ZERO)
+            .await?;
+        Ok(codes.first() == Some(&1))
     }
 
     async fn enqueue_recurring(
@@ -1029,67 +1493,31 @@ impl JobQueue for RedisQueue {
         every: Duration,
         fence: Option<&Fence>,
     ) -> Result<Recurring, QueueError> {
-        Ok(match self.enqueue_with(job, fence, every).await? {
-            1 => Recurring::Queued,
-            0 => Recurring::Busy,
-            -1 => Recurring::NotDue,
+        let codes = self
+            .enqueue_with(std::slice::from_ref(&job), fence, every)
+            .await?;
+        Ok(match codes.first() {
+            Some(1) => Recurring::Queued,
+            Some(0) => Recurring::Busy,
+            Some(-1) => Recurring::NotDue,
             _ => Recurring::Deposed,
         })
     }
 
     async fn take(&self, node: &str, wait: Duration) -> Result<Option<Job>, QueueError> {
-        let core = &self.core;
-        let deadline = Instant::now() + wait;
-        loop {
-            // Register for the close signal before looking, so a close in between is seen.
-            let closed = core.close_signal.notified();
-            tokio::pin!(closed);
-            closed.as_mut().enable();
-            if core.closed.load(Ordering::SeqCst) {
-                return Ok(None);
-            }
-            if let Some(job) = core.take_once(node).await? {
-                return Ok(Some(job));
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left < MIN_WAIT {
-                return Ok(None);
-            }
-            tokio::select! {
-                waited = core.wait_for_wake(left) => waited?,
-                _ = &mut closed => return Ok(None),
-            }
-        }
+        let batch = self.core.finish_and_take(Vec::new(), node, 1, wait).await?;
+        Ok(batch.jobs.into_iter().next())
     }
 
     async fn finish(&self, id: &JobId, outcome: JobOutcome) -> Result<(), QueueError> {
-        let core = &self.core;
-        // Stop renewing first: if this finish does not reach Redis, the lease lapses and the
-        // job runs again, rather than being held for ever by a lease nobody finishes.
-        let node = match core.lock_leases().remove(id) {
-            Some(lease) => {
-                lease.renewal.abort();
-                lease.node
-            }
-            None => String::new(),
-        };
-        // a cancelled job is not retried: straight to the dead letters
-        let attempts = match outcome {
-            JobOutcome::Cancelled => 0,
-            _ => core.opts.max_attempts,
-        };
-        let result = core.finish_script(id, &outcome, &node, attempts).await?;
-        match result.as_str() {
-            "unknown" => Err(QueueError::UnknownJob(id.clone())),
-            "finished" => {
-                tracing::debug!(job = %id, "job was already finished");
-                Ok(())
-            }
-            "dead" => {
-                tracing::warn!(job = %id, "job dead-lettered after its last attempt");
-                Ok(())
-            }
-            _ => Ok(()),
+        let batch = self
+            .core
+            .finish_and_take(vec![(id.clone(), outcome)], "", 0, Duration::ZERO)
+            .await?;
+        if batch.unknown.is_empty() {
+            Ok(())
+        } else {
+            Err(QueueError::UnknownJob(id.clone()))
         }
     }
 
@@ -1190,6 +1618,41 @@ impl JobQueue for RedisQueue {
     async fn close(&self) {
         self.core.closed.store(true, Ordering::SeqCst);
         self.core.close_signal.notify_waiters();
+    }
+
+    async fn enqueue_many(&self, jobs: Vec<Job>) -> Result<Vec<bool>, QueueError> {
+        let mut queued = Vec::with_capacity(jobs.len());
+        // bounded script calls: Redis serves nobody else while one runs
+        for chunk in jobs.chunks(ENQUEUE_CHUNK) {
+            let codes = self.enqueue_with(chunk, None, Duration::ZERO).await?;
+            queued.extend(codes.into_iter().map(|c| c == 1));
+        }
+        Ok(queued)
+    }
+
+    async fn take_many(
+        &self,
+        node: &str,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Job>, QueueError> {
+        let batch = self
+            .core
+            .finish_and_take(Vec::new(), node, max.min(TAKE_CHUNK), wait)
+            .await?;
+        Ok(batch.jobs)
+    }
+
+    async fn finish_and_take(
+        &self,
+        finished: Vec<(JobId, JobOutcome)>,
+        node: &str,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Batch, QueueError> {
+        self.core
+            .finish_and_take(finished, node, max.min(TAKE_CHUNK), wait)
+            .await
     }
 }
 

@@ -411,14 +411,40 @@ async fn recurring_jobs_are_deduplicated_across_nodes() {
         .expect("enqueue"));
 }
 
+/// Keys under the scratch prefix that match `pattern` (after the prefix).
+fn keys(scratch: &Scratch, pattern: &str) -> Vec<String> {
+    redis::cmd("KEYS")
+        .arg(scratch.key(pattern))
+        .query(&mut scratch.raw())
+        .expect("keys")
+}
+
+fn parked(scratch: &Scratch) -> u64 {
+    redis::cmd("ZCARD")
+        .arg(scratch.key("waiters"))
+        .query(&mut scratch.raw())
+        .expect("zcard")
+}
+
+/// Wait (up to 10 s) until `n` takers are parked.
+async fn until_parked(scratch: &Scratch, n: u64) {
+    for _ in 0..100 {
+        if parked(scratch) == n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("never {n} parked takers");
+}
+
 #[tokio::test]
-async fn an_idle_take_returns_a_just_enqueued_p0_job() {
+async fn an_idle_take_is_handed_a_just_enqueued_p0_job() {
     let scratch = Scratch::new("wake_up");
     let worker = scratch.queue(scratch.options()).await;
     let producer = scratch.queue(scratch.options()).await;
     let (taken, queued) = tokio::join!(worker.take("idle", Duration::from_secs(10)), async {
-        // let the worker find nothing and block on the wake-up list first
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // let the worker find nothing and park first
+        until_parked(&scratch, 1).await;
         producer
             .enqueue(job("urgent", JobPriority::P0, false, "c1"))
             .await
@@ -426,17 +452,158 @@ async fn an_idle_take_returns_a_just_enqueued_p0_job() {
     assert!(queued.expect("enqueue"));
     let taken = taken.expect("take").expect("the p0 job");
     assert_eq!(taken.id.as_str(), "urgent");
-    // The wake-up list stays small whatever is enqueued.
+    // handed over already leased to the parked node, which holds and renews it
+    let st = producer
+        .status(&taken.id)
+        .await
+        .expect("status")
+        .expect("known");
+    assert_eq!(
+        (st.state, st.node.as_deref()),
+        (JobState::Running, Some("idle"))
+    );
+    let stats = producer.stats().await.expect("stats");
+    assert_eq!(
+        (
+            stats.p0.running,
+            stats.p0.depth,
+            stats.in_flight_per_node.get("idle")
+        ),
+        (1, 0, Some(&1))
+    );
+    // nothing left behind: no parked taker, no hand-off list
+    assert_eq!(parked(&scratch), 0);
+    assert!(keys(&scratch, "hand:*").is_empty());
+    worker.finish(&taken.id, done()).await.expect("finish");
+    // with nobody parked, jobs go to the ready lists and leave nothing else behind
     for i in 0..100 {
         let j = job(&format!("bulk-{i}"), JobPriority::P2, false, "c1");
         assert!(producer.enqueue(j).await.expect("enqueue"));
     }
-    let mut raw = scratch.raw();
-    let tokens: u64 = redis::cmd("LLEN")
-        .arg(scratch.key("wake"))
-        .query(&mut raw)
-        .expect("llen");
-    assert!(tokens <= 16, "{tokens} wake-up tokens");
+    assert!(keys(&scratch, "hand:*").is_empty());
+    assert_eq!(producer.stats().await.expect("stats").p2.depth, 100);
+}
+
+/// A parked taker is handed a job only while nothing else is ready: a p2 job queued while a
+/// p0 waits goes to the ready list, and the parked taker is nudged to take the p0 first.
+#[tokio::test]
+async fn a_parked_taker_is_nudged_when_jobs_become_ready() {
+    let scratch = Scratch::new("nudge");
+    let opts = RedisQueueOptions {
+        max_attempts: 3,
+        ..scratch.options()
+    };
+    let node_a = scratch.queue(opts.clone()).await;
+    let node_b = scratch.queue(opts).await;
+    assert!(node_a
+        .enqueue(job("retry", JobPriority::P0, false, "c1"))
+        .await
+        .expect("enqueue"));
+    let first = node_a.take("node-a", Duration::ZERO).await.expect("take");
+    assert_eq!(first.expect("a job").id.as_str(), "retry");
+    // node-b parks; node-a's failure is retried at once (no backoff here): ready, not
+    // handed, and node-b is nudged to take it
+    let waiting = tokio::time::timeout(
+        Duration::from_secs(10),
+        node_b.take("node-b", Duration::from_secs(60)),
+    );
+    let (taken, ()) = tokio::join!(waiting, async {
+        until_parked(&scratch, 1).await;
+        node_a
+            .finish(&JobId("retry".into()), failed("flaky"))
+            .await
+            .expect("finish");
+    });
+    let taken = taken
+        .expect("nudged well before its wait ends")
+        .expect("take");
+    assert_eq!(taken.expect("the retry").id.as_str(), "retry");
+    assert_eq!(parked(&scratch), 0);
+}
+
+/// A take that gives up while parked (cancelled, as a draining worker's is) loses no job:
+/// one handed to it afterwards goes back to the front of its priority at once, rather than
+/// waiting for its lease to lapse.
+#[tokio::test]
+async fn a_cancelled_parked_take_loses_no_job() {
+    let scratch = Scratch::new("cancelled_park");
+    // a long lease: only the hand-back, not a lapse, can free the job within the test
+    let opts = RedisQueueOptions {
+        lease: Duration::from_secs(120),
+        ..scratch.options()
+    };
+    let node_a = scratch.queue(opts.clone()).await;
+    let node_b = scratch.queue(opts).await;
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(300),
+        node_a.take("node-a", Duration::from_secs(5)),
+    )
+    .await;
+    assert!(gave_up.is_err(), "nothing to take: the wait is cut short");
+    // node-a's wait still lingers in Redis, so the job is handed to it ...
+    assert_eq!(parked(&scratch), 1);
+    assert!(node_b
+        .enqueue(job("orphan", JobPriority::P1, false, "c1"))
+        .await
+        .expect("enqueue"));
+    // ... and handed back: node-b takes it
+    let taken = node_b.take("node-b", Duration::from_secs(10)).await;
+    assert_eq!(taken.expect("take").expect("the job").id.as_str(), "orphan");
+    let st = node_b
+        .status(&JobId("orphan".into()))
+        .await
+        .expect("status")
+        .expect("known");
+    assert_eq!(
+        (st.state, st.node.as_deref()),
+        (JobState::Running, Some("node-b"))
+    );
+    let stats = node_b.stats().await.expect("stats");
+    assert_eq!(
+        stats.in_flight_per_node,
+        BTreeMap::from([("node-b".to_string(), 1)])
+    );
+}
+
+/// Every job of a batch take is leased: when the taker dies they all lapse and go back to
+/// the front, before jobs that were queued behind them.
+#[tokio::test]
+async fn a_batch_take_leases_every_job() {
+    let scratch = Scratch::new("batch_lease");
+    let node_a = scratch.queue(short_lease(&scratch)).await;
+    let node_b = scratch.queue(short_lease(&scratch)).await;
+    let jobs = ["b1", "b2", "b3", "later"]
+        .map(|id| job(id, JobPriority::P2, false, "c1"))
+        .to_vec();
+    let queued = node_a.enqueue_many(jobs).await.expect("enqueue many");
+    assert_eq!(queued, [true; 4]);
+    let taken = node_a
+        .take_many("node-a", 3, Duration::ZERO)
+        .await
+        .expect("take");
+    assert_eq!(taken.len(), 3);
+    // renewed together: after three lease lengths they are still node-a's
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    let stats = node_b.stats().await.expect("stats");
+    assert_eq!((stats.p2.running, stats.p2.depth), (3, 1));
+    drop(node_a);
+    for id in ["b1", "b2", "b3"] {
+        until_state(&node_b, id, JobState::Queued).await;
+    }
+    let again = node_b
+        .take_many("node-b", 10, Duration::ZERO)
+        .await
+        .expect("take");
+    let mut first_three: Vec<&str> = again.iter().take(3).map(|j| j.id.as_str()).collect();
+    first_three.sort_unstable();
+    assert_eq!(first_three, ["b1", "b2", "b3"]);
+    assert_eq!(again.get(3).map(|j| j.id.as_str()), Some("later"));
+    let st = node_b
+        .status(&JobId("b2".into()))
+        .await
+        .expect("status")
+        .expect("known");
+    assert_eq!(st.error.as_deref(), Some("lease lapsed on node node-a"));
 }
 
 #[tokio::test]

@@ -1,18 +1,23 @@
 //! Redis queue benchmark: a load generator for `RedisQueue` against a real Redis.
 //!
 //! Owns: three figures, printed: (a) jobs/s from enqueue to acknowledgement with no-op jobs
-//! for 1, 4 and 16 concurrent workers of one process (4 concurrent producers), with the
-//! Redis commands each job cost; (b) p0 pick-up latency (enqueue -> `take` returns), p50 and
-//! p99 over 2000 samples, for an idle worker on an empty queue and for a worker draining
-//! 100k queued p2 jobs; (c) `redis-benchmark -t lpush,rpop -n 200000 -q` on the same Redis,
-//! for scale. Targets, for information: >= 20k jobs/s; p0 p99 <= 2 ms.
+//! for 1, 4 and 16 worker slots of one process, the way a node runs them (the worker pool,
+//! `scheduler::worker::run_slots`: one `finish_and_take` per turn; 4 concurrent producers
+//! with `enqueue_many`), with the Redis commands each job cost; then, for comparison, the
+//! same with one call per job (`enqueue`, `take`, `finish`) from 1, 4 and 16 independent
+//! takers; (b) p0 pick-up latency (enqueue -> the pool starts the job), p50 and p99 over
+//! 2000 samples, for an idle one-slot pool on an empty queue and for one draining 100k
+//! queued p2 jobs; (c) `redis-benchmark -t lpush,rpop -n 200000 -q` on the same Redis, for
+//! scale. Targets, for information: >= 20k jobs/s; p0 p99 <= 2 ms.
 //!
 //! Must never: assert on a figure, or touch keys outside its own `palisade-bench:<pid>:`
 //! prefixes (deleted after each run with `redis-cli --scan` and DEL). `redis-benchmark`
 //! uses its own `mylist`, which its rpop run leaves empty (so Redis deletes it).
 //!
 //! Usage: `cargo run --release -p palisade-benches --bin queue [-- JOBS]`; Redis from
-//! `PALISADE_BENCH_REDIS_URL` (default `redis://127.0.0.1:6379`).
+//! `PALISADE_BENCH_REDIS_URL` (default `redis://127.0.0.1:6379`); `PALISADE_BENCH_THREADS`
+//! tokio worker threads (default 2; 0 runs everything on one current-thread runtime, as a
+//! node does: its actix system is one).
 #![allow(clippy::print_stdout)] // a load generator's output is its figures
 
 use std::process::Command;
@@ -24,12 +29,15 @@ use anyhow::{bail, Context, Result};
 use tokio::task::JoinSet;
 
 use palisade_actors::queue::redis::{RedisQueue, RedisQueueOptions};
-use palisade_actors::queue::{JobOutcome, JobQueue};
+use palisade_actors::queue::{JobOutcome, JobQueue, SharedQueue};
+use palisade_actors::scheduler::worker::{run_slots, SlotControl};
 use palisade_benches::{host_port, redis_cli};
 use palisade_proto::{CloudId, HarvestScope, Job, JobId, JobKind, JobPriority};
 
 const DEFAULT_JOBS: usize = 50_000;
 const PRODUCERS: usize = 4;
+/// Jobs per `enqueue_many` call.
+const ENQUEUE_BATCH: usize = 100;
 const SAMPLES: usize = 2000;
 const BACKLOG: usize = 100_000;
 
@@ -42,28 +50,51 @@ fn main() -> Result<()> {
     };
     let url = std::env::var("PALISADE_BENCH_REDIS_URL")
         .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let result = rt.block_on(run(&url, jobs));
+    let threads: usize = match std::env::var("PALISADE_BENCH_THREADS") {
+        Ok(n) => n
+            .parse()
+            .context("PALISADE_BENCH_THREADS is a number of threads")?,
+        Err(_) => 2,
+    };
+    let rt = if threads == 0 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()?
+    };
+    let result = rt.block_on(run(&url, jobs, threads));
     // whatever happened, leave nothing behind
     let cleaned = cleanup(&url, &format!("palisade-bench:{}:", std::process::id()));
     result?;
     cleaned.map(|_| ())
 }
 
-async fn run(url: &str, jobs: usize) -> Result<()> {
+async fn run(url: &str, jobs: usize, threads: usize) -> Result<()> {
+    let runtime = match threads {
+        0 => "one current-thread runtime".to_string(),
+        n => format!("{n} tokio worker threads"),
+    };
     println!(
-        "redis queue at {} ({} cores)",
+        "redis queue at {} ({} cores; {runtime})",
         palisade_actors::queue::redis::redact_url(url),
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    println!("(a) enqueue -> take -> finish, {jobs} no-op jobs, {PRODUCERS} producers");
-    for workers in [1, 4, 16] {
-        throughput(url, jobs, workers).await?;
+    println!(
+        "(a) enqueue -> take -> finish, {jobs} no-op jobs, {PRODUCERS} producers \
+         (enqueue_many, {ENQUEUE_BATCH} a call), one worker pool (finish_and_take a turn)"
+    );
+    for slots in [1, 4, 16] {
+        throughput(url, jobs, slots).await?;
     }
-    println!("(b) p0 pick-up latency, enqueue -> take returns, {SAMPLES} samples");
+    println!("    for comparison, one call per job: enqueue, take, finish; independent takers");
+    for workers in [1, 4, 16] {
+        throughput_per_job(url, jobs, workers).await?;
+    }
+    println!("(b) p0 pick-up latency, enqueue -> the pool starts it, {SAMPLES} samples");
     p0_latency(url, 0).await?;
     p0_latency(url, BACKLOG).await?;
     println!("(c) redis-benchmark -t lpush,rpop -n 200000 -q");
@@ -111,7 +142,79 @@ async fn connect(url: &str, tag: &str) -> Result<Arc<RedisQueue>> {
     Ok(Arc::new(q))
 }
 
-async fn throughput(url: &str, jobs: usize, workers: usize) -> Result<()> {
+/// `jobs` no-op jobs through one worker pool of `slots` slots.
+async fn throughput(url: &str, jobs: usize, slots: usize) -> Result<()> {
+    let tag = format!("pool{slots}");
+    let q = connect(url, &tag).await?;
+    let commands_before = redis_commands(url);
+    let started = Instant::now();
+    let mut producers = JoinSet::new();
+    for p in 0..PRODUCERS {
+        let q = q.clone();
+        producers.spawn(async move {
+            let mine: Vec<usize> = (p..jobs).step_by(PRODUCERS).collect();
+            for chunk in mine.chunks(ENQUEUE_BATCH) {
+                let batch = chunk
+                    .iter()
+                    .map(|i| no_op(format!("j{i}"), JobPriority::P1))
+                    .collect();
+                q.enqueue_many(batch).await?;
+            }
+            anyhow::Ok(())
+        });
+    }
+    // the pool drains itself once the last job has started; it returns once all are acknowledged
+    let control = SlotControl::default();
+    let started_jobs = Arc::new(AtomicUsize::new(0));
+    let runner = {
+        let (control, started_jobs) = (control.clone(), started_jobs.clone());
+        move |_job: Job| {
+            if started_jobs.fetch_add(1, Ordering::Relaxed) + 1 == jobs {
+                stop(&control);
+            }
+            async { done() }
+        }
+    };
+    let shared: SharedQueue = q.clone();
+    let pool = run_slots(shared, "bench-node".into(), slots, control.clone(), runner);
+    let produced = async {
+        let mut result = anyhow::Ok(());
+        while let Some(joined) = producers.join_next().await {
+            if let Err(e) = joined.map_err(anyhow::Error::from).and_then(|r| r) {
+                result = Err(e);
+            }
+        }
+        if result.is_err() {
+            stop(&control); // the jobs will never all come
+        }
+        result
+    };
+    let ((), produced) = tokio::join!(pool, produced);
+    let secs = started.elapsed().as_secs_f64();
+    produced?;
+    let stats = q.stats().await?;
+    if stats.p1.done != jobs as u64 {
+        bail!("{} of {jobs} jobs acknowledged", stats.p1.done);
+    }
+    println!(
+        "  {slots:>2} slots:   {:>8.0} jobs/s ({secs:.2} s; {} redis commands per job, all clients)",
+        jobs as f64 / secs,
+        per_job(commands_before, redis_commands(url), jobs)
+    );
+    drop(q);
+    cleanup(url, &prefix(&tag))?;
+    Ok(())
+}
+
+fn per_job(before: Option<u64>, after: Option<u64>, jobs: usize) -> String {
+    match (before, after) {
+        (Some(a), Some(b)) => format!("{:.1}", b.saturating_sub(a) as f64 / jobs as f64),
+        _ => "?".into(),
+    }
+}
+
+/// `jobs` no-op jobs, one `enqueue`, `take` and `finish` each, through `workers` takers.
+async fn throughput_per_job(url: &str, jobs: usize, workers: usize) -> Result<()> {
     let q = connect(url, &format!("w{workers}")).await?;
     let finished = Arc::new(AtomicUsize::new(0));
     let commands_before = redis_commands(url);
@@ -143,12 +246,9 @@ async fn throughput(url: &str, jobs: usize, workers: usize) -> Result<()> {
         joined??;
     }
     let secs = started.elapsed().as_secs_f64();
-    let per_job = match (commands_before, redis_commands(url)) {
-        (Some(a), Some(b)) => format!("{:.1}", b.saturating_sub(a) as f64 / jobs as f64),
-        _ => "?".into(),
-    };
+    let per_job = per_job(commands_before, redis_commands(url), jobs);
     println!(
-        "  {workers:>2} workers: {:>8.0} jobs/s ({secs:.2} s; {per_job} redis commands per job, all clients)",
+        "  {workers:>2} takers:  {:>8.0} jobs/s ({secs:.2} s; {per_job} redis commands per job, all clients)",
         jobs as f64 / secs
     );
     drop(q);
@@ -157,14 +257,20 @@ async fn throughput(url: &str, jobs: usize, workers: usize) -> Result<()> {
 }
 
 async fn p0_latency(url: &str, backlog: usize) -> Result<()> {
-    let q = connect(url, &format!("p0-{backlog}")).await?;
+    let tag = format!("p0-{backlog}");
+    let q = connect(url, &tag).await?;
     if backlog > 0 {
         let mut fill = JoinSet::new();
         for p in 0..8 {
             let q = q.clone();
             fill.spawn(async move {
-                for i in (p..backlog).step_by(8) {
-                    q.enqueue(no_op(format!("b{i}"), JobPriority::P2)).await?;
+                let mine: Vec<usize> = (p..backlog).step_by(8).collect();
+                for chunk in mine.chunks(ENQUEUE_BATCH) {
+                    let batch = chunk
+                        .iter()
+                        .map(|i| no_op(format!("b{i}"), JobPriority::P2))
+                        .collect();
+                    q.enqueue_many(batch).await?;
                 }
                 anyhow::Ok(())
             });
@@ -173,54 +279,76 @@ async fn p0_latency(url: &str, backlog: usize) -> Result<()> {
             joined??;
         }
     }
-    // The worker takes whatever comes next and reports when a p0 job reached it.
+    // A one-slot pool runs whatever comes next and reports when a p0 job started.
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(JobId, Instant)>();
-    let worker = {
-        let q = q.clone();
-        tokio::spawn(async move {
-            while let Some(job) = q.take("worker", Duration::from_secs(1)).await? {
-                let at = Instant::now();
-                if job.priority == JobPriority::P0 && tx.send((job.id.clone(), at)).is_err() {
-                    break;
-                }
-                q.finish(&job.id, done()).await?;
-            }
-            anyhow::Ok(())
-        })
+    let control = SlotControl::default();
+    let runner = move |job: Job| {
+        let at = Instant::now();
+        if job.priority == JobPriority::P0 {
+            let _ = tx.send((job.id.clone(), at));
+        }
+        async { done() }
     };
+    let shared: SharedQueue = q.clone();
+    let pool = run_slots(shared, "worker".into(), 1, control.clone(), runner);
+    let sampler = async {
+        let sampled = sample(q.as_ref(), &mut rx).await;
+        stop(&control);
+        sampled
+    };
+    let ((), sampled) = tokio::join!(pool, sampler);
+    let (mut latencies, mut round_trips, left) = sampled?;
+    latencies.sort();
+    round_trips.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let what = if backlog == 0 {
+        "idle pool, empty queue".to_string()
+    } else {
+        format!("pool draining {backlog} p2 jobs ({left} left at the end)")
+    };
+    println!(
+        "  {what}: p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms \
+         (the enqueue call alone: p50 {:.3} ms, p99 {:.3} ms)",
+        ms(latencies[SAMPLES / 2]),
+        ms(latencies[SAMPLES * 99 / 100]),
+        ms(latencies[SAMPLES - 1]),
+        ms(round_trips[SAMPLES / 2]),
+        ms(round_trips[SAMPLES * 99 / 100])
+    );
+    drop(q);
+    cleanup(url, &prefix(&tag))?;
+    Ok(())
+}
+
+/// Enqueue a p0 job every 2 ms or so, `SAMPLES` times, each once the pool started the
+/// last; returns the pick-up latencies, the enqueue calls' own round trips (the machine's
+/// floor) and the p2 jobs left.
+async fn sample(
+    q: &RedisQueue,
+    started: &mut tokio::sync::mpsc::UnboundedReceiver<(JobId, Instant)>,
+) -> Result<(Vec<Duration>, Vec<Duration>, u64)> {
     let mut latencies = Vec::with_capacity(SAMPLES);
+    let mut round_trips = Vec::with_capacity(SAMPLES);
     for i in 0..SAMPLES {
-        // a pause, so that an idle worker is blocked in its wait again
+        // a pause, so that an idle pool is waiting again
         tokio::time::sleep(Duration::from_millis(2)).await;
         let id = format!("p0-{i}");
         let sent = Instant::now();
         q.enqueue(no_op(id.clone(), JobPriority::P0)).await?;
-        let (got, at) = rx.recv().await.context("the worker stopped")?;
+        round_trips.push(sent.elapsed());
+        let (got, at) = started.recv().await.context("the pool stopped")?;
         if got.as_str() != id {
-            bail!("the worker took {got}, not {id}");
+            bail!("the pool started {got}, not {id}");
         }
         latencies.push(at.duration_since(sent));
     }
-    let left = q.stats().await?.p2.depth;
-    q.close().await;
-    drop(rx);
-    worker.await??;
-    latencies.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    let what = if backlog == 0 {
-        "idle worker, empty queue".to_string()
-    } else {
-        format!("worker draining {backlog} p2 jobs ({left} left at the end)")
-    };
-    println!(
-        "  {what}: p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
-        ms(latencies[SAMPLES / 2]),
-        ms(latencies[SAMPLES * 99 / 100]),
-        ms(latencies[SAMPLES - 1])
-    );
-    drop(q);
-    cleanup(url, &prefix(&format!("p0-{backlog}")))?;
-    Ok(())
+    Ok((latencies, round_trips, q.stats().await?.p2.depth))
+}
+
+/// Drain a pool: it takes no more jobs and returns once its running ones are acknowledged.
+fn stop(control: &SlotControl) {
+    control.draining.store(true, Ordering::SeqCst);
+    control.drained.notify_waiters();
 }
 
 /// `total_commands_processed` of the Redis server (every client's, not only ours).
