@@ -123,6 +123,15 @@ fn a_worker_killed_mid_harvest_loses_no_job_and_duplicates_nothing() {
     let mut w1 = Daemon::start_headless(&env(moto, db, &redis, &prefix, "it-w1", "worker", &slow));
     let mut w2 = Daemon::start_headless(&env(moto, db, &redis, &prefix, "it-w2", "worker", &slow));
     let cloud = add_cloud(&api);
+    // the interface node stored the credentials sealed; the workers, which hold the same
+    // key, open them to harvest
+    assert_eq!(
+        db.scalar(
+            "SELECT COUNT(*) FROM clouds WHERE credentials LIKE 'v1:%' \
+             AND credentials NOT LIKE '%testing%'"
+        ),
+        1
+    );
 
     let (status, job) = api.request("POST", &format!("/v2/clouds/{cloud}/harvest"), None);
     assert_eq!(status, 202, "{job}");

@@ -162,6 +162,36 @@ fn every_aws_call_goes_through_the_proxy_unless_no_proxy_says_otherwise() {
     assert_eq!(proxy.seen().len(), before, "no_proxy must bypass the proxy");
 }
 
+/// The secret is nowhere in the bytes of the daemon's SQLite files (the database, its WAL,
+/// its shared memory), while the key that sealed it was generated beside them, mode 0600.
+fn assert_credentials_sealed_at_rest(daemon: &Daemon, secret: &str) {
+    let data = daemon.dir().join("data");
+    let mut files = 0;
+    for name in ["palisade.db", "palisade.db-wal", "palisade.db-shm"] {
+        let Ok(bytes) = std::fs::read(data.join(name)) else {
+            continue;
+        };
+        files += 1;
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "{name} holds the secret access key in plain text"
+        );
+    }
+    assert!(files >= 1, "no database in {}", data.display());
+    let key = data.join("credentials.key");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&key)
+            .unwrap_or_else(|e| panic!("{}: {e}\n{}", key.display(), daemon.logs()))
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    assert!(
+        daemon.logs().contains("generated the credentials key"),
+        "{}",
+        daemon.logs()
+    );
+}
+
 #[test]
 fn daemon_harvests_evaluates_and_serves_exact_counts() {
     let moto = Moto::start();
@@ -182,6 +212,7 @@ fn daemon_harvests_evaluates_and_serves_exact_counts() {
     let done = daemon.wait_job(&job_id, Duration::from_secs(240));
     assert_eq!(done["state"], "done", "{done}");
     daemon.wait_idle(Duration::from_secs(120));
+    assert_credentials_sealed_at_rest(&daemon, "testing-secret-value");
 
     for (rtype, n) in &expected.types {
         let page = daemon.get(&format!("/v2/resources?type={rtype}&limit=1"));
@@ -349,6 +380,19 @@ fn a_bad_configuration_is_refused_by_name() {
         "{}",
         String::from_utf8_lossy(&ok.stderr)
     );
+
+    // a MySQL store (a cluster's) without a credentials key is refused by name
+    let out = palisade_command()
+        .current_dir(dir.path())
+        .arg("validate")
+        .env("PALISADE_CONF_DIR", "/nonexistent")
+        .env("PALISADE__STORE__URL", "mysql://root@127.0.0.1:3306/test")
+        .output()
+        .expect("validate");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("store.credentials_key"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
 
     // an embedded store that cannot be opened is an error at once, not a retry loop
     let out = palisade_command()

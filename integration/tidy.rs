@@ -184,6 +184,8 @@ fn systemd_units_are_complete() {
         .expect("scheduler.shutdown_grace_secs in conf/");
     let key = tempfile::NamedTempFile::new().expect("key file");
     std::fs::write(key.path(), "0123456789abcdef-tidy-cluster-key\n").expect("write key");
+    let credentials_key = tempfile::NamedTempFile::new().expect("credentials key file");
+    std::fs::write(credentials_key.path(), format!("{}\n", "5a".repeat(32))).expect("write key");
 
     for u in &units {
         let n = &u.name;
@@ -282,6 +284,8 @@ fn systemd_units_are_complete() {
         if !single {
             let path = key.path().display().to_string();
             env.push(("PALISADE__CLUSTER__SECRET_FILE".into(), path));
+            let path = credentials_key.path().display().to_string();
+            env.push(("PALISADE__STORE__CREDENTIALS_KEY_FILE".into(), path));
         }
         let (code, stderr) = validate(&env);
         assert_eq!(code, Some(0), "{n}: palisade validate: {stderr}");
@@ -323,7 +327,16 @@ fn systemd_units_are_complete() {
             "the secret leaked: {stderr}"
         );
     }
-    // the brief's own check: live.toml with a secret in the environment
-    let (code, stderr) = validate(&[("STAGE".into(), "live".into()), secret]);
+    // the brief's own check: live.toml with a secret in the environment (and the credentials
+    // key, which wins over live.toml's key file)
+    let credentials = (
+        "PALISADE__STORE__CREDENTIALS_KEY".to_string(),
+        "a5".repeat(32),
+    );
+    let (code, stderr) = validate(&[("STAGE".into(), "live".into()), secret.clone(), credentials]);
     assert_eq!(code, Some(0), "{stderr}");
+    // live.toml's key file must exist and hold a key
+    let (code, stderr) = validate(&[("STAGE".into(), "live".into()), secret]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("store.credentials_key_file"), "{stderr}");
 }

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod bus;
 pub mod cluster;
 pub mod compliance;
+pub mod crypto;
 pub mod harvest;
 pub mod http;
 pub mod metrics;

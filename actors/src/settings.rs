@@ -107,11 +107,34 @@ impl<'de> Deserialize<'de> for ProxyNet {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreSettings {
     pub url: String,
     pub batch_size: usize,
+    /// The key that seals cloud credentials in the store: 32 bytes as base64 or 64 hex
+    /// characters; see [`crate::crypto::CredentialsCipher::for_store`]. Never logged.
+    pub credentials_key: String,
+    /// A file holding that key, read at start when `credentials_key` is empty.
+    pub credentials_key_file: String,
+}
+
+impl std::fmt::Debug for StoreSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreSettings")
+            .field("url", &crate::store::mysql::redact_url(&self.url))
+            .field("batch_size", &self.batch_size)
+            .field(
+                "credentials_key",
+                &if self.credentials_key.is_empty() {
+                    ""
+                } else {
+                    "<redacted>"
+                },
+            )
+            .field("credentials_key_file", &self.credentials_key_file)
+            .finish()
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -302,6 +325,7 @@ impl Settings {
                 "must start with sqlite: (embedded) or mysql:// (a cluster)",
             ));
         }
+        self.validate_credentials_key()?;
         let redis = &self.redis.url;
         if !redis.is_empty() && !redis.starts_with("redis://") && !redis.starts_with("rediss://") {
             return Err(invalid("redis.url", "must start with redis:// or be empty"));
@@ -366,6 +390,26 @@ impl Settings {
             return Err(invalid("cluster.heartbeat_secs", "must be at least 1"));
         }
         self.validate_auth()
+    }
+
+    fn validate_credentials_key(&self) -> Result<(), SettingsError> {
+        let s = &self.store;
+        if !s.credentials_key.is_empty() {
+            // the error names the key's length or encoding, never the key
+            crate::crypto::CredentialsKey::parse(&s.credentials_key)
+                .map_err(|e| invalid("store.credentials_key", e.to_string()))?;
+        }
+        if s.url.starts_with("mysql://")
+            && s.credentials_key.is_empty()
+            && s.credentials_key_file.is_empty()
+        {
+            return Err(invalid(
+                "store.credentials_key",
+                "a mysql:// store is shared by a cluster's nodes: set store.credentials_key \
+                 or store.credentials_key_file, the same key on every node",
+            ));
+        }
+        Ok(())
     }
 
     fn validate_auth(&self) -> Result<(), SettingsError> {
@@ -456,6 +500,9 @@ mod tests {
         s.cluster.secret = "0123456789abcdef".into();
         assert_eq!(key_of(&s).as_deref(), Some("store.url"));
         s.store.url = "mysql://palisade:pw@db:3306/palisade".into();
+        // ... whose credentials key every node shares
+        assert_eq!(key_of(&s).as_deref(), Some("store.credentials_key"));
+        s.store.credentials_key_file = "/etc/palisade/credentials.key".into();
         assert_eq!(key_of(&s), None);
 
         // ... and a secret of some length
@@ -539,6 +586,30 @@ mod tests {
             .and_then(|c| c.try_deserialize());
         let e = parsed.expect_err("a bad network is refused");
         assert!(e.to_string().contains("nonsense"), "{e}");
+    }
+
+    #[test]
+    fn credentials_keys_are_checked_without_quoting_them_and_never_shown() {
+        let mut s = Settings::defaults().expect("defaults parse");
+        assert_eq!(
+            s.store.credentials_key, "",
+            "a single node generates its key"
+        );
+        s.store.credentials_key = "c2VjcmV0LWJ1dC10b28tc2hvcnQ=".into();
+        let e = s.validate().expect_err("16 bytes is too short");
+        assert_eq!(e.key, "store.credentials_key");
+        assert!(e.reason.contains("32 bytes"), "{e}");
+        assert!(!e.to_string().contains("c2VjcmV0"), "{e}");
+        s.store.credentials_key = "ab".repeat(32);
+        s.validate().expect("64 hex characters");
+        assert!(!format!("{s:?}").contains("abababab"), "{s:?}");
+        s.store.credentials_key_file = "/etc/palisade/credentials.key".into();
+        s.validate()
+            .expect("the key wins over a file of a lower layer");
+        s.store.credentials_key = String::new();
+        s.validate().expect("a key file alone");
+        s.store.url = "mysql://palisade:hunter2@db:3306/palisade".into();
+        assert!(!format!("{s:?}").contains("hunter2"), "{s:?}");
     }
 
     #[test]

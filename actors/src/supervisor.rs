@@ -20,6 +20,7 @@ use crate::bus::{memory::MemoryBus, SharedBus};
 use crate::cluster::registry::{self, NodeRegistry};
 use crate::compliance::actor::ComplianceActor;
 use crate::compliance::Catalog;
+use crate::crypto::CredentialsCipher;
 use crate::harvest::actor::HarvesterActor;
 use crate::harvest::aws::AwsHarvester;
 use crate::harvest::HarvestContext;
@@ -44,6 +45,8 @@ const STABLE_AFTER: Duration = Duration::from_secs(60);
 pub enum NodeError {
     #[error("store: {0}")]
     Store(#[from] crate::store::StoreError),
+    #[error("store.credentials_key: {0}")]
+    CredentialsKey(#[from] crate::crypto::CryptoError),
     #[error("insights: {0}")]
     Insights(String),
     #[error("harvester: {0}")]
@@ -83,7 +86,8 @@ pub struct NodeDeps {
 pub type Reload = Arc<dyn Fn() -> Result<String, String> + Send + Sync>;
 
 impl NodeDeps {
-    /// Build what the configuration names: the store at `store.url`; with `redis.url`, the
+    /// Build what the configuration names: the store at `store.url`, sealing credentials
+    /// with the node's credentials key (see [`CredentialsCipher::for_store`]); with `redis.url`, the
     /// cluster's Redis queue and signed bus, else the in-process ones; the insight catalog
     /// and the harvesters. A store or Redis that cannot be reached is reported in one line
     /// per attempt and retried with backoff, for ever: the caller races this against the
@@ -91,10 +95,12 @@ impl NodeDeps {
     /// does not know) are returned.
     pub async fn connect(settings: &Settings, node: String) -> Result<NodeDeps, NodeError> {
         let store_url = settings.store.url.clone();
+        let cipher = Arc::new(CredentialsCipher::for_store(&settings.store)?);
+        tracing::info!(key = ?cipher.origin(), "cloud credentials are sealed at rest");
         let store = retry_while_unreachable(
             "store",
             &redacted(&store_url),
-            || crate::store::open(&store_url),
+            || crate::store::open_with(&store_url, cipher.clone()),
             // a server may come back; a local file that cannot be opened will not
             |e| {
                 store_url.starts_with("mysql://")

@@ -204,6 +204,15 @@ pub fn load(sources: &Sources, env: &[(String, String)]) -> Result<Loaded, ConfE
     if settings.cluster.secret.is_empty() && !settings.cluster.secret_file.is_empty() {
         settings.cluster.secret = read_secret_file(&settings.cluster.secret_file)?;
     }
+    // a key file that is missing or holds no key is refused now, so `palisade validate`
+    // says so; the node reads it again when it opens its store
+    if settings.store.credentials_key.is_empty() && !settings.store.credentials_key_file.is_empty()
+    {
+        palisade_actors::crypto::read_key_file(Path::new(&settings.store.credentials_key_file))
+            .map_err(|e| {
+                ConfError::Invalid(format!("invalid setting `store.credentials_key_file`: {e}"))
+            })?;
+    }
     Ok(Loaded {
         settings,
         stage,
@@ -283,6 +292,10 @@ mod tests {
             ("PALISADE__NODE__ROLES", "worker,interface"),
             ("PALISADE__REDIS__URL", "redis://127.0.0.1:6379"),
             ("PALISADE__STORE__URL", "mysql://root@127.0.0.1:3306/test"),
+            (
+                "PALISADE__STORE__CREDENTIALS_KEY",
+                "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+            ),
         ];
         let mut vars = env(&cluster);
         vars.push((
@@ -307,6 +320,36 @@ mod tests {
         // and no secret at all names the key
         let err = load(&sources(dir.path()), &env(&cluster)).expect_err("no secret");
         assert!(err.to_string().contains("cluster.secret"), "{err}");
+    }
+
+    #[test]
+    fn the_credentials_key_file_is_checked_at_load_without_quoting_it() {
+        let dir = empty_dir();
+        let key = dir.path().join("credentials.key");
+        std::fs::write(&key, format!("{}\n", "0f".repeat(32))).expect("write key");
+        let mysql = ("PALISADE__STORE__URL", "mysql://root@127.0.0.1:3306/test");
+        let file = key.display().to_string();
+        let vars = env(&[mysql, ("PALISADE__STORE__CREDENTIALS_KEY_FILE", &file)]);
+        let loaded = load(&sources(dir.path()), &vars).expect("loads");
+        assert_eq!(loaded.settings.store.credentials_key_file, file);
+
+        std::fs::write(&key, "hunter2\n").expect("write key");
+        let err = load(&sources(dir.path()), &vars).expect_err("not a key");
+        assert!(
+            err.to_string().contains("store.credentials_key_file"),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        std::fs::remove_file(&key).expect("remove key");
+        let err = load(&sources(dir.path()), &vars).expect_err("missing");
+        assert!(err.to_string().contains("credentials.key"), "{err}");
+        // a MySQL store without any key is refused by name
+        let err = load(&sources(dir.path()), &env(&[mysql])).expect_err("no key");
+        assert!(err.to_string().contains("store.credentials_key"), "{err}");
+        // and the key itself from the environment is fine
+        let hex = "a1".repeat(32);
+        let vars = env(&[mysql, ("PALISADE__STORE__CREDENTIALS_KEY", &hex)]);
+        load(&sources(dir.path()), &vars).expect("loads");
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use palisade_actors::compliance::{run_compliance, Catalog};
+use palisade_actors::crypto::CredentialsCipher;
 use palisade_actors::harvest::aws::AwsHarvester;
 use palisade_actors::harvest::{run_harvest, HarvestContext, HarvestError};
 use palisade_actors::proxy::ProxyConfig;
@@ -47,7 +48,12 @@ pub fn scan(loaded: Loaded, args: ScanArgs) -> ExitCode {
 
 async fn scan_async(loaded: Loaded, args: ScanArgs) -> anyhow::Result<ExitCode> {
     let settings = loaded.settings;
-    let store = palisade_actors::store::open("sqlite::memory:").await?;
+    // nothing outlives the scan: its credentials are sealed under a key of its own
+    let store = palisade_actors::store::open_with(
+        "sqlite::memory:",
+        Arc::new(CredentialsCipher::ephemeral()),
+    )
+    .await?;
     let catalog = Catalog::builtin(&settings.compliance)?;
     store.keep_facts(catalog.facts());
     let proxy = ProxyConfig::from_env()?;

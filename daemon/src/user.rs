@@ -9,6 +9,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use palisade_actors::auth::{bootstrap, Role};
+use palisade_actors::crypto::CredentialsCipher;
+use palisade_actors::settings::StoreSettings;
+use palisade_actors::store::SharedStore;
+use std::sync::Arc;
 
 use crate::cli::{UserCommand, UserRole};
 use crate::conf::Loaded;
@@ -25,15 +29,15 @@ pub fn user(loaded: &Loaded, command: UserCommand) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let url = loaded.settings.store.url.clone();
+    let store = &loaded.settings.store;
     let result = match command {
         UserCommand::Add {
             name,
             role,
             password_file,
         } => read_password(password_file.as_deref())
-            .and_then(|password| runtime.block_on(add(&url, &name, role, &password))),
-        UserCommand::List => runtime.block_on(list(&url)),
+            .and_then(|password| runtime.block_on(add(store, &name, role, &password))),
+        UserCommand::List => runtime.block_on(list(store)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -89,15 +93,27 @@ fn set_echo(on: bool) {
         .status();
 }
 
-async fn add(url: &str, name: &str, role: UserRole, password: &str) -> anyhow::Result<()> {
-    let store = palisade_actors::store::open(url).await?;
+/// The store the node uses, opened with the node's credentials key (the store seals any
+/// plaintext credentials it finds when it opens, so it must never open with another).
+async fn open(settings: &StoreSettings) -> anyhow::Result<SharedStore> {
+    let cipher = CredentialsCipher::for_store(settings)?;
+    Ok(palisade_actors::store::open_with(&settings.url, Arc::new(cipher)).await?)
+}
+
+async fn add(
+    settings: &StoreSettings,
+    name: &str,
+    role: UserRole,
+    password: &str,
+) -> anyhow::Result<()> {
+    let store = open(settings).await?;
     bootstrap::add_user(&store, name, role_of(role), password).await?;
     eprintln!("user {name} added with role {}", role_of(role));
     Ok(())
 }
 
-async fn list(url: &str) -> anyhow::Result<()> {
-    let store = palisade_actors::store::open(url).await?;
+async fn list(settings: &StoreSettings) -> anyhow::Result<()> {
+    let store = open(settings).await?;
     let users = store.list_users().await?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "{:<32} {:<9} CREATED", "NAME", "ROLE")?;

@@ -170,6 +170,10 @@ pub fn redis_cli(url: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// The key every node of a test cluster seals cloud credentials with (64 hex characters).
+pub const CREDENTIALS_KEY: &str =
+    "6a1f0c9e3b7d4a2f8e5c1b0d9a7f3e6c2b8d4f1a0e9c7b5d3f2a1e0c8b6d4f2a";
+
 /// The environment of one node of a cluster on `db_url` and `redis_url`, with `roles`.
 pub fn node_env(
     node: &str,
@@ -182,6 +186,7 @@ pub fn node_env(
         ("PALISADE__NODE__ID", node),
         ("PALISADE__NODE__ROLES", roles),
         ("PALISADE__STORE__URL", db_url),
+        ("PALISADE__STORE__CREDENTIALS_KEY", CREDENTIALS_KEY),
         ("PALISADE__REDIS__URL", redis_url),
         ("PALISADE__REDIS__PREFIX", prefix),
         (
@@ -207,6 +212,7 @@ pub fn migrate(db_url: &str) {
     let out = super::palisade_command()
         .arg("migrate")
         .env("PALISADE__STORE__URL", db_url)
+        .env("PALISADE__STORE__CREDENTIALS_KEY", CREDENTIALS_KEY)
         .output()
         .expect("run palisade migrate");
     assert!(

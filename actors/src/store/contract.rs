@@ -1878,7 +1878,14 @@ pub async fn delete_cloud_removes_its_resources_and_findings(store: SharedStore)
 }
 
 /// A store keeps its data across close and reopen of the same url.
+/// A store opened again with the key it was written with reads everything back, cloud
+/// credentials included; opened with another key, it refuses to open; opened with an
+/// ephemeral key (as tests and `palisade migrate` do), it opens, and the credentials it
+/// cannot read are reported as corrupt, naming the cloud.
 pub async fn reopen_keeps_data(url: &str) {
+    use crate::crypto::{CredentialsCipher, CredentialsKey, KeyOrigin};
+    let key = CredentialsKey::random();
+    let cipher = || Arc::new(CredentialsCipher::new(&key, KeyOrigin::Configured));
     let cloud = fresh_cloud("reopen");
     let r = resource(
         &cloud,
@@ -1902,7 +1909,7 @@ pub async fn reopen_keeps_data(url: &str) {
         created_at: at(1),
     };
     {
-        let store = open(url).await.expect("open");
+        let store = open_with(url, cipher()).await.expect("open");
         store.put_cloud(&account).await.expect("put_cloud");
         store
             .upsert_resources(vec![r.clone()])
@@ -1913,7 +1920,24 @@ pub async fn reopen_keeps_data(url: &str) {
             .await
             .expect("findings");
     }
-    let store = open(url).await.expect("reopen");
+    match open_with(url, Arc::new(CredentialsCipher::ephemeral())).await {
+        Ok(store) => {
+            let err = store.get_cloud(&cloud).await.expect_err("another key");
+            assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+            assert!(err.to_string().contains(cloud.as_str()), "{err}");
+            assert!(!format!("{err} {err:?}").contains("secret"), "{err:?}");
+        }
+        Err(e) => panic!("an ephemeral key opens the store without checking: {e}"),
+    }
+    let other = CredentialsCipher::new(&CredentialsKey::random(), KeyOrigin::Configured);
+    match open_with(url, Arc::new(other)).await {
+        Err(StoreError::CredentialsKey(msg)) => {
+            assert!(msg.contains("not the key that sealed them"), "{msg}");
+        }
+        Err(e) => panic!("expected CredentialsKey, got {e:?}"),
+        Ok(_) => panic!("a key that opens no stored credentials must be refused"),
+    }
+    let store = open_with(url, cipher()).await.expect("reopen");
     assert_eq!(
         store.get_cloud(&cloud).await.expect("get_cloud"),
         Some(account)

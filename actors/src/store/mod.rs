@@ -1,13 +1,17 @@
 //! The store port: where clouds, resources and findings live.
 //!
 //! Owns: the [`Store`] trait every storage backend implements, its query and error types
-//! (with the stored forms of users, API keys, sessions and audit entries), and [`open`]
-//! and [`migrate`], which pick the backend a `store.url` names. The embedded
+//! (with the stored forms of users, API keys, sessions and audit entries), [`open_with`],
+//! [`open`] and [`migrate`], which pick the backend a `store.url` names, and the stored
+//! form of cloud credentials: sealed with the store's [`CredentialsCipher`] on every
+//! write, opened on every read, and plaintext rows of earlier versions sealed when a
+//! store opens ([`open_with`]). The embedded
 //! backend is SQLite ([`sqlite`]); the cluster's backend is MySQL ([`mysql`]); both pass the
 //! same contract suite ([`contract`]).
 //!
-//! Must never: hold a resource set in memory that grows with the estate. Scans are keyset
-//! pages; harvest writes arrive in batches.
+//! Must never: hold a resource set in memory that grows with the estate (scans are keyset
+//! pages; harvest writes arrive in batches), write credentials unsealed, or quote stored
+//! credentials in an error or a log line.
 
 pub mod mysql;
 pub mod sqlite;
@@ -19,9 +23,12 @@ use async_trait::async_trait;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use tracing::{info, warn};
+
+use crate::crypto::{CredentialsCipher, KeyOrigin};
 use palisade_proto::{
-    CloudAccount, CloudId, Finding, FindingState, InsightId, Provider, Resource, ResourceType,
-    ResourceUid, Timestamp,
+    CloudAccount, CloudId, Credentials, Finding, FindingState, InsightId, Provider, Resource,
+    ResourceType, ResourceUid, Timestamp,
 };
 
 /// Why a store operation failed.
@@ -37,6 +44,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("store schema version {found} is newer than this build knows ({known})")]
     UnknownSchema { found: i64, known: i64 },
+    /// The node's credentials key is not the one that sealed the stored credentials.
+    #[error("credentials key: {0}")]
+    CredentialsKey(String),
 }
 
 /// One page of a listing, with the total number of matches.
@@ -503,9 +513,12 @@ pub(crate) fn finding_from_row(row: &impl StoredRow) -> Result<Finding, StoreErr
     })
 }
 
-/// A row of `id, provider, name, regions, credentials, created_at` as a cloud account.
-/// Errors never quote the credentials.
-pub(crate) fn cloud_from_row(row: &impl StoredRow) -> Result<CloudAccount, StoreError> {
+/// A row of `id, provider, name, regions, credentials, created_at` as a cloud account,
+/// its credentials opened with `cipher`. Errors never quote the credentials.
+pub(crate) fn cloud_from_row(
+    row: &impl StoredRow,
+    cipher: &CredentialsCipher,
+) -> Result<CloudAccount, StoreError> {
     let id = row.text(0)?;
     let corrupt = |what: &str| StoreError::Corrupt(format!("cloud {id}: {what} is not valid"));
     Ok(CloudAccount {
@@ -513,9 +526,128 @@ pub(crate) fn cloud_from_row(row: &impl StoredRow) -> Result<CloudAccount, Store
         provider: row.text(1)?.parse().map_err(|_| corrupt("provider"))?,
         name: row.text(2)?.to_owned(),
         regions: serde_json::from_str(row.text(3)?).map_err(|_| corrupt("regions"))?,
-        credentials: serde_json::from_str(row.text(4)?).map_err(|_| corrupt("credentials"))?,
+        credentials: open_credentials(cipher, id, row.text(4)?)?,
         created_at: time_from_ms(row.int(5)?, "created_at")?,
     })
+}
+
+/// The stored text of a cloud's credentials: sealed for that cloud's row.
+pub(crate) fn seal_credentials(
+    cipher: &CredentialsCipher,
+    cloud: &CloudAccount,
+) -> Result<String, StoreError> {
+    // Never quote the serde error: it could carry part of a secret.
+    let plain = zeroize::Zeroizing::new(
+        serde_json::to_vec(&cloud.credentials)
+            .map_err(|_| StoreError::Query("encode credentials failed".into()))?,
+    );
+    cipher.seal(cloud.id.as_str(), &plain).map_err(|e| {
+        crate::metrics::inc("palisade_credentials_errors_total", &[("kind", "seal")]);
+        StoreError::Query(format!("cloud {}: credentials: {e}", cloud.id))
+    })
+}
+
+/// A cloud's credentials from their stored text: a sealed blob, opened for cloud `id`, or
+/// the JSON of a row an earlier version wrote (sealed at the next open, see
+/// [`upgrade_credentials`]). A blob that does not open is corruption of that cloud, logged
+/// and counted.
+fn open_credentials(
+    cipher: &CredentialsCipher,
+    id: &str,
+    stored: &str,
+) -> Result<Credentials, StoreError> {
+    let invalid = || StoreError::Corrupt(format!("cloud {id}: credentials are not valid"));
+    if !CredentialsCipher::is_sealed(stored) {
+        return serde_json::from_str(stored).map_err(|_| invalid());
+    }
+    let plain = cipher.open(id, stored).map_err(|e| {
+        let kind = match e {
+            crate::crypto::CryptoError::Unauthentic => "unauthentic",
+            _ => "malformed",
+        };
+        crate::metrics::inc("palisade_credentials_errors_total", &[("kind", kind)]);
+        warn!(cloud = %id, error = %e, "stored credentials do not open");
+        StoreError::Corrupt(format!("cloud {id}: credentials {e}"))
+    })?;
+    serde_json::from_slice(&plain).map_err(|_| invalid())
+}
+
+/// What [`upgrade_credentials`] asks a backend to write: `(id, stored text, sealed text)`
+/// of each plaintext row, written only where the row still holds that text.
+pub(crate) type Reseal = Vec<(String, String, String)>;
+
+/// Check the stored credentials (`(id, stored text)` of every cloud) against the key a
+/// store opens with, and plan the sealing of rows written unsealed by earlier versions.
+///
+/// A key that opens none of the sealed rows is not the key that sealed them: the store
+/// refuses to open, before anything is written with it. A store opened with an
+/// [`KeyOrigin::Ephemeral`] key (tests, `palisade migrate`) neither checks nor seals
+/// anything, since its key dies with it.
+pub(crate) fn upgrade_credentials(
+    cipher: &CredentialsCipher,
+    rows: Vec<(String, String)>,
+) -> Result<Reseal, StoreError> {
+    if *cipher.origin() == KeyOrigin::Ephemeral {
+        return Ok(Vec::new());
+    }
+    let mut sealed = 0usize;
+    let mut unopened: Vec<&str> = Vec::new();
+    let mut plaintext = Vec::new();
+    for (id, stored) in &rows {
+        if CredentialsCipher::is_sealed(stored) {
+            sealed += 1;
+            if cipher.open(id, stored).is_err() {
+                unopened.push(id);
+            }
+        } else {
+            plaintext.push((id, stored));
+        }
+    }
+    if sealed > 0 && unopened.len() == sealed {
+        crate::metrics::inc(
+            "palisade_credentials_errors_total",
+            &[("kind", "wrong_key")],
+        );
+        return Err(StoreError::CredentialsKey(format!(
+            "the configured key opens none of the {sealed} sealed cloud credentials in the \
+             store: it is not the key that sealed them (every node needs that key, in \
+             store.credentials_key or store.credentials_key_file)"
+        )));
+    }
+    for id in &unopened {
+        crate::metrics::inc(
+            "palisade_credentials_errors_total",
+            &[("kind", "unauthentic")],
+        );
+        warn!(cloud = %id, "stored credentials do not open with this key: enter them again");
+    }
+    let mut reseal = Vec::with_capacity(plaintext.len());
+    for (id, stored) in plaintext {
+        let Ok(credentials) = serde_json::from_str::<Credentials>(stored) else {
+            warn!(cloud = %id, "stored credentials are neither sealed nor valid: left as they are");
+            continue;
+        };
+        let plain = zeroize::Zeroizing::new(
+            serde_json::to_vec(&credentials)
+                .map_err(|_| StoreError::Query("encode credentials failed".into()))?,
+        );
+        let text = cipher
+            .seal(id, &plain)
+            .map_err(|e| StoreError::Query(format!("cloud {id}: credentials: {e}")))?;
+        reseal.push((id.clone(), stored.clone(), text));
+    }
+    Ok(reseal)
+}
+
+/// Log and count the plaintext rows a backend sealed.
+pub(crate) fn report_resealed(n: u64) {
+    if n > 0 {
+        crate::metrics::count("palisade_credentials_resealed_total", &[], n);
+        info!(
+            clouds = n,
+            "sealed the plaintext cloud credentials an earlier version stored"
+        );
+    }
 }
 
 /// A user as stored. `password_hash` is an argon2id PHC string, empty for a user who cannot
@@ -838,24 +970,36 @@ pub trait Store: Send + Sync + 'static {
 /// A shared store handle.
 pub type SharedStore = Arc<dyn Store>;
 
-/// Open the store a `store.url` names. SQLite migrates on open; MySQL refuses a schema
-/// other than this build's (see [`migrate`]).
-pub async fn open(url: &str) -> Result<SharedStore, StoreError> {
+/// Open the store a `store.url` names, sealing and opening cloud credentials with
+/// `cipher` (see [`CredentialsCipher::for_store`]). SQLite migrates on open; MySQL refuses
+/// a schema other than this build's (see [`migrate`]). Either seals the plaintext
+/// credentials of earlier versions, and refuses a key that opens none of the sealed ones.
+pub async fn open_with(
+    url: &str,
+    cipher: Arc<CredentialsCipher>,
+) -> Result<SharedStore, StoreError> {
     if url.starts_with("sqlite:") {
-        sqlite::open(url).await
+        sqlite::open(url, cipher).await
     } else if url.starts_with("mysql://") {
-        mysql::open(url).await
+        mysql::open(url, cipher).await
     } else {
         Err(StoreError::UnsupportedUrl(mysql::redact_url(url)))
     }
 }
 
+/// [`open_with`] an ephemeral key: credentials written through this handle cannot be read
+/// by any other. For tests, tools and in-memory stores; a node opens its store with its
+/// configured key.
+pub async fn open(url: &str) -> Result<SharedStore, StoreError> {
+    open_with(url, Arc::new(CredentialsCipher::ephemeral())).await
+}
+
 /// Bring the schema of the store a `store.url` names up to this build's; returns the
 /// schema version. Idempotent. For SQLite, which migrates whenever it opens, this opens
-/// the store once.
+/// the store once (touching no credentials).
 pub async fn migrate(url: &str) -> Result<i64, StoreError> {
     if url.starts_with("sqlite:") {
-        drop(sqlite::open(url).await?);
+        drop(sqlite::open(url, Arc::new(CredentialsCipher::ephemeral())).await?);
         Ok(sqlite::SCHEMA_VERSION)
     } else if url.starts_with("mysql://") {
         mysql::migrate(url).await

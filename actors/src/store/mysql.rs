@@ -5,6 +5,9 @@
 //! multi-row writes, each operation one transaction, retried on deadlocks and lock-wait
 //! timeouts; and the mapping between rows and `palisade-proto` types.
 //!
+//! Cloud credentials are stored sealed (see [`crate::crypto`]); [`open`] seals the
+//! plaintext rows of earlier versions (each row only if no other node sealed it first).
+//!
 //! Must never: change the schema from [`open`] (a node refuses a schema it does not know,
 //! older or newer), hold a result set that grows with the estate (scans are keyset pages,
 //! writes go in bounded chunks), panic on anything the server returns, or put the password
@@ -295,12 +298,18 @@ pub struct MysqlStore {
     secret: Option<String>,
     /// Parameter bytes per multi-row statement.
     chunk_bytes: usize,
+    /// Seals and opens the credentials of clouds.
+    cipher: Arc<crate::crypto::CredentialsCipher>,
 }
 
 /// Open the MySQL store a `mysql://user:pass@host:port/db` url names. The schema must be
 /// this build's: an older one (or none) asks for `palisade migrate`, a newer one is refused.
-pub async fn open(url: &str) -> Result<SharedStore, StoreError> {
-    let mut store = MysqlStore::connect(url)?;
+/// Cloud credentials are sealed and opened with `cipher`.
+pub async fn open(
+    url: &str,
+    cipher: Arc<crate::crypto::CredentialsCipher>,
+) -> Result<SharedStore, StoreError> {
+    let mut store = MysqlStore::connect(url, cipher)?;
     let s = &store;
     let checked = s
         .run("open", move || async move {
@@ -339,6 +348,10 @@ pub async fn open(url: &str) -> Result<SharedStore, StoreError> {
         });
     }
     store.chunk_bytes = (packet / 2).clamp(CHUNK_BYTES_MIN, CHUNK_BYTES_MAX);
+    if let Err(e) = store.seal_plaintext_credentials().await {
+        store.close().await;
+        return Err(e);
+    }
     info!(url = %store.shown, schema = found, "store open");
     Ok(Arc::new(store))
 }
@@ -347,7 +360,8 @@ pub async fn open(url: &str) -> Result<SharedStore, StoreError> {
 /// that nodes migrating at once take turns; returns the schema version. Idempotent;
 /// refuses a schema newer than this build.
 pub async fn migrate(url: &str) -> Result<i64, StoreError> {
-    let store = MysqlStore::connect(url)?;
+    // migrating touches no credentials
+    let store = MysqlStore::connect(url, Arc::new(crate::crypto::CredentialsCipher::ephemeral()))?;
     let s = &store;
     let result = s
         .run("migrate", move || async move {
@@ -456,7 +470,10 @@ fn snapshot() -> TxOpts {
 
 impl MysqlStore {
     /// A store on a new pool; connects on first use.
-    fn connect(url: &str) -> Result<MysqlStore, StoreError> {
+    fn connect(
+        url: &str,
+        cipher: Arc<crate::crypto::CredentialsCipher>,
+    ) -> Result<MysqlStore, StoreError> {
         let shown = redact_url(url);
         let opts = Opts::from_url(url)
             .map_err(|e| StoreError::UnsupportedUrl(format!("{shown} ({e})")))?;
@@ -478,7 +495,44 @@ impl MysqlStore {
             shown,
             secret,
             chunk_bytes: CHUNK_BYTES_MAX,
+            cipher,
         })
+    }
+
+    /// Check the stored credentials against the cipher and seal the plaintext rows of
+    /// earlier versions (see [`upgrade_credentials`]). Each row is written only where it
+    /// still holds the plaintext, so nodes starting at once seal each row once.
+    async fn seal_plaintext_credentials(&self) -> Result<(), StoreError> {
+        let sealed = self
+            .run("seal_credentials", move || async move {
+                let mut conn = self.conn().await?;
+                let rows = conn
+                    .exec_map("SELECT id, credentials FROM clouds", (), |row: Row| {
+                        Ok::<_, StoreError>((text(&row, 0)?.to_owned(), text(&row, 1)?.to_owned()))
+                    })
+                    .await
+                    .ctx("read credentials")?
+                    .into_iter()
+                    .collect::<Result<Vec<_>, _>>()?;
+                let mut sealed = 0u64;
+                for (id, stored, text) in upgrade_credentials(&self.cipher, rows)? {
+                    conn.exec_drop(
+                        "UPDATE clouds SET credentials = ? WHERE id = ? AND credentials = ?",
+                        (
+                            Value::Bytes(text.into_bytes()),
+                            bytes(&id),
+                            Value::Bytes(stored.into_bytes()),
+                        ),
+                    )
+                    .await
+                    .ctx("seal credentials")?;
+                    sealed += conn.affected_rows();
+                }
+                Ok(sealed)
+            })
+            .await?;
+        report_resealed(sealed);
+        Ok(())
     }
 
     async fn close(&self) {
@@ -1018,9 +1072,7 @@ impl Store for MysqlStore {
         check_len("id", "cloud", cloud.id.as_str(), MAX_CLOUD)?;
         let regions = serde_json::to_string(&cloud.regions)
             .map_err(|e| StoreError::Query(format!("encode regions: {e}")))?;
-        // Never quote the serde error: it could carry part of a secret.
-        let credentials = serde_json::to_string(&cloud.credentials)
-            .map_err(|_| StoreError::Query("encode credentials failed".into()))?;
+        let credentials = seal_credentials(&self.cipher, cloud)?;
         let params = vec![
             bytes(cloud.id.as_str()),
             bytes(cloud.provider.as_str()),
@@ -1056,7 +1108,10 @@ impl Store for MysqlStore {
                 )
                 .await
                 .ctx("get cloud")?;
-            Ok(row.as_ref().map(cloud_from_row).transpose()?)
+            Ok(row
+                .as_ref()
+                .map(|r| cloud_from_row(r, &self.cipher))
+                .transpose()?)
         })
         .await
     }
@@ -1068,7 +1123,7 @@ impl Store for MysqlStore {
                 .exec_map(
                     format!("SELECT {CLOUD_COLUMNS} FROM clouds ORDER BY created_at, id"),
                     (),
-                    |row: Row| cloud_from_row(&row),
+                    |row: Row| cloud_from_row(&row, &self.cipher),
                 )
                 .await
                 .ctx("list clouds")?;
@@ -1693,7 +1748,122 @@ impl Store for MysqlStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::{CredentialsCipher, CredentialsKey, KeyOrigin};
     use crate::store::contract::{self, at, fresh_cloud, resource};
+    use palisade_proto::Credentials;
+
+    /// The store with an ephemeral credentials key, as `store::open` opens it.
+    async fn open(url: &str) -> Result<SharedStore, StoreError> {
+        crate::store::open(url).await
+    }
+
+    fn aws_keys(id: &CloudId, secret: &str) -> CloudAccount {
+        CloudAccount {
+            id: id.clone(),
+            provider: palisade_proto::Provider::Aws,
+            name: "keys".into(),
+            regions: vec!["us-east-1".into()],
+            credentials: Credentials::Keys {
+                access_key_id: "AKIAEXAMPLE".into(),
+                secret_access_key: secret.into(),
+                session_token: None,
+            },
+            created_at: at(1),
+        }
+    }
+
+    async fn raw_credentials(admin: &mut Conn, id: &CloudId) -> String {
+        let raw: Option<String> = admin
+            .exec_first(
+                "SELECT credentials FROM clouds WHERE id = ?",
+                (id.as_str(),),
+            )
+            .await
+            .expect("raw credentials");
+        raw.expect("a row")
+    }
+
+    #[tokio::test]
+    async fn credentials_are_sealed_in_the_table_and_plaintext_rows_are_sealed_on_open() {
+        let db = TestDb::migrated("sealed").await;
+        let key = CredentialsKey::random();
+        let cipher = || Arc::new(CredentialsCipher::new(&key, KeyOrigin::Configured));
+        let store = crate::store::open_with(&db.url, cipher())
+            .await
+            .expect("open");
+        let (a, b) = (fresh_cloud("sealed-a"), fresh_cloud("sealed-b"));
+        let secret = "wJalrXUtnFEMI-sealed-secret";
+        store.put_cloud(&aws_keys(&a, secret)).await.expect("put a");
+        store
+            .put_cloud(&aws_keys(&b, "another-secret-value"))
+            .await
+            .expect("put b");
+        let mut admin = db.admin().await;
+        let raw = raw_credentials(&mut admin, &a).await;
+        assert!(raw.starts_with("v1:"), "{raw}");
+        assert!(
+            !raw.contains(secret) && !raw.contains("AKIAEXAMPLE"),
+            "{raw}"
+        );
+        assert_eq!(
+            store.get_cloud(&a).await.expect("get"),
+            Some(aws_keys(&a, secret))
+        );
+
+        // a's blob in b's row does not open, and the error names b, not the contents
+        admin
+            .exec_drop(
+                "UPDATE clouds SET credentials = ? WHERE id = ?",
+                (raw.as_str(), b.as_str()),
+            )
+            .await
+            .expect("move the blob");
+        let err = store.get_cloud(&b).await.expect_err("a moved blob");
+        assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+        assert!(err.to_string().contains(b.as_str()), "{err}");
+        assert!(!format!("{err} {err:?}").contains(secret), "{err:?}");
+        assert!(store.delete_cloud(&b).await.expect("delete b"));
+        drop(store);
+
+        // a row as an earlier version wrote it is sealed when a node opens the store
+        let legacy_id = fresh_cloud("legacy");
+        let legacy = aws_keys(&legacy_id, "legacy-plaintext-secret");
+        let json = serde_json::to_string(&legacy.credentials).expect("json");
+        admin
+            .exec_drop(
+                "INSERT INTO clouds (id, provider, name, regions, credentials, created_at) \
+                 VALUES (?, 'aws', 'keys', '[\"us-east-1\"]', ?, ?)",
+                (legacy_id.as_str(), json.as_str(), ms(at(1))),
+            )
+            .await
+            .expect("a plaintext row");
+        // two nodes starting at once: each row sealed once, both read it
+        let (n1, n2) = tokio::join!(
+            crate::store::open_with(&db.url, cipher()),
+            crate::store::open_with(&db.url, cipher())
+        );
+        let (n1, n2) = (n1.expect("node 1"), n2.expect("node 2"));
+        let raw = raw_credentials(&mut admin, &legacy_id).await;
+        assert!(
+            raw.starts_with("v1:") && !raw.contains("legacy-plaintext"),
+            "{raw}"
+        );
+        for node in [&n1, &n2] {
+            assert_eq!(
+                node.get_cloud(&legacy_id).await.expect("get"),
+                Some(legacy.clone())
+            );
+        }
+        // and a node with another key refuses to start
+        let other = CredentialsCipher::new(&CredentialsKey::random(), KeyOrigin::Configured);
+        assert!(matches!(
+            crate::store::open_with(&db.url, Arc::new(other))
+                .await
+                .map(drop),
+            Err(StoreError::CredentialsKey(_))
+        ));
+        admin.disconnect().await.expect("disconnect");
+    }
 
     /// The server the tests use; each test works in a database of its own.
     fn server_url() -> String {
@@ -1861,7 +2031,11 @@ mod tests {
     async fn aborted_transactions_are_retried_a_few_times_other_errors_never() {
         use std::sync::atomic::{AtomicU32, Ordering};
         // No server needed: the attempts below never connect.
-        let store = MysqlStore::connect("mysql://root@127.0.0.1:1/test").expect("url");
+        let store = MysqlStore::connect(
+            "mysql://root@127.0.0.1:1/test",
+            Arc::new(crate::crypto::CredentialsCipher::ephemeral()),
+        )
+        .expect("url");
         let server = |code: u16| AttemptError::Db {
             context: "upsert resources".into(),
             source: mysql_async::Error::Server(mysql_async::ServerError {
@@ -1913,7 +2087,9 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn mysql_store_passes_the_contract() {
         let db = TestDb::migrated("contract").await;
-        contract::all(open(&db.url).await.expect("open")).await;
+        contract::all(crate::store::open(&db.url).await.expect("open")).await;
+        // in a database of its own: the one above keeps clouds sealed with another key
+        let db = TestDb::migrated("reopen").await;
         contract::reopen_keeps_data(&db.url).await;
     }
 

@@ -4,6 +4,9 @@
 //! connections (one writer behind a mutex, a small pool of readers; one connection for
 //! `sqlite::memory:`), and the mapping between rows and `palisade-proto` types.
 //!
+//! Cloud credentials are stored sealed (see [`crate::crypto`]); opening a file seals the
+//! plaintext rows of earlier versions in one transaction.
+//!
 //! Must never: run SQLite on an async worker thread (every call goes through
 //! `spawn_blocking`), hold a result set that grows with the estate (scans are keyset pages),
 //! panic on anything the database returns, or put credentials in an error or a log line.
@@ -165,10 +168,22 @@ fn parse_url(url: &str) -> Result<Location, StoreError> {
     }
 }
 
-/// Open (creating and migrating) the SQLite database a `sqlite:` url names.
-pub async fn open(url: &str) -> Result<SharedStore, StoreError> {
+/// The database file a `sqlite:` url names; none for `sqlite::memory:` or a bad url.
+pub fn database_path(url: &str) -> Option<PathBuf> {
+    match parse_url(url) {
+        Ok(Location::File(path)) => Some(path),
+        _ => None,
+    }
+}
+
+/// Open (creating and migrating) the SQLite database a `sqlite:` url names, with the
+/// cipher of its cloud credentials.
+pub async fn open(
+    url: &str,
+    cipher: Arc<crate::crypto::CredentialsCipher>,
+) -> Result<SharedStore, StoreError> {
     let location = parse_url(url)?;
-    let store = tokio::task::spawn_blocking(move || SqliteStore::open_blocking(location))
+    let store = tokio::task::spawn_blocking(move || SqliteStore::open_blocking(location, cipher))
         .await
         .map_err(|e| StoreError::Unavailable(format!("opening the store failed: {e}")))??;
     Ok(Arc::new(store))
@@ -186,6 +201,8 @@ struct Inner {
     readers: Option<ReaderPool>,
     /// What [`Store::keep_facts`] named: written with each resource from then on.
     facts: std::sync::RwLock<Option<Arc<dyn Facts>>>,
+    /// Seals and opens the credentials of clouds.
+    cipher: Arc<crate::crypto::CredentialsCipher>,
 }
 
 /// Reader connections to a WAL database, opened on demand, a few kept idle.
@@ -282,8 +299,38 @@ fn migrate(conn: &mut Connection) -> Result<i64, StoreError> {
     Ok(found.max(SCHEMA_VERSION))
 }
 
+/// Check the stored credentials against `cipher` and seal the plaintext rows of earlier
+/// versions, in one transaction (see [`upgrade_credentials`]).
+fn seal_plaintext_credentials(
+    conn: &mut Connection,
+    cipher: &crate::crypto::CredentialsCipher,
+) -> Result<(), StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|e| query("begin sealing credentials", e))?;
+    let rows = collect(&tx, "SELECT id, credentials FROM clouds", [], 0, |r| {
+        Ok((text(r, 0)?.to_owned(), text(r, 1)?.to_owned()))
+    })?;
+    let mut sealed = 0u64;
+    for (id, stored, text) in upgrade_credentials(cipher, rows)? {
+        sealed += tx
+            .execute(
+                "UPDATE clouds SET credentials = ?1 WHERE id = ?2 AND credentials = ?3",
+                params![text, id, stored],
+            )
+            .map_err(|e| query("seal credentials", e))? as u64;
+    }
+    tx.commit()
+        .map_err(|e| query("commit sealing credentials", e))?;
+    report_resealed(sealed);
+    Ok(())
+}
+
 impl SqliteStore {
-    fn open_blocking(location: Location) -> Result<SqliteStore, StoreError> {
+    fn open_blocking(
+        location: Location,
+        cipher: Arc<crate::crypto::CredentialsCipher>,
+    ) -> Result<SqliteStore, StoreError> {
         let (mut writer, readers) = match &location {
             Location::Memory => {
                 let conn = Connection::open_in_memory().map_err(|e| unavailable("open", e))?;
@@ -310,6 +357,7 @@ impl SqliteStore {
             }
         };
         let version = migrate(&mut writer)?;
+        seal_plaintext_credentials(&mut writer, &cipher)?;
         match &location {
             Location::Memory => info!(schema = version, "store open in memory"),
             Location::File(path) => {
@@ -321,6 +369,7 @@ impl SqliteStore {
                 writer: Mutex::new(writer),
                 readers,
                 facts: std::sync::RwLock::new(None),
+                cipher,
             }),
         })
     }
@@ -675,9 +724,7 @@ impl Store for SqliteStore {
         let name = cloud.name.clone();
         let regions = serde_json::to_string(&cloud.regions)
             .map_err(|e| StoreError::Query(format!("encode regions: {e}")))?;
-        // Never quote the serde error: it could carry part of a secret.
-        let credentials = serde_json::to_string(&cloud.credentials)
-            .map_err(|_| StoreError::Query("encode credentials failed".into()))?;
+        let credentials = seal_credentials(&self.inner.cipher, cloud)?;
         let created_at = ms(cloud.created_at);
         self.write("put_cloud", move |conn| {
             conn.prepare_cached(
@@ -705,6 +752,7 @@ impl Store for SqliteStore {
 
     async fn get_cloud(&self, id: &CloudId) -> Result<Option<CloudAccount>, StoreError> {
         let id = id.0.clone();
+        let cipher = Arc::clone(&self.inner.cipher);
         self.read("get_cloud", move |conn| {
             let mut found = collect(
                 conn,
@@ -712,7 +760,7 @@ impl Store for SqliteStore {
                  WHERE id = ?1",
                 params![id],
                 1,
-                |r| cloud_from_row(r),
+                |r| cloud_from_row(r, &cipher),
             )?;
             Ok(found.pop())
         })
@@ -720,14 +768,15 @@ impl Store for SqliteStore {
     }
 
     async fn list_clouds(&self) -> Result<Vec<CloudAccount>, StoreError> {
-        self.read("list_clouds", |conn| {
+        let cipher = Arc::clone(&self.inner.cipher);
+        self.read("list_clouds", move |conn| {
             collect(
                 conn,
                 "SELECT id, provider, name, regions, credentials, created_at FROM clouds \
                  ORDER BY created_at, id",
                 [],
                 0,
-                |r| cloud_from_row(r),
+                |r| cloud_from_row(r, &cipher),
             )
         })
         .await
@@ -1492,6 +1541,166 @@ mod tests {
     use crate::store::contract::{at, fresh_cloud, resource};
     use palisade_proto::Credentials;
 
+    use crate::crypto::{CredentialsCipher, CredentialsKey, KeyOrigin};
+
+    /// The store with an ephemeral credentials key, as `store::open` opens it.
+    async fn open(url: &str) -> Result<SharedStore, StoreError> {
+        crate::store::open(url).await
+    }
+
+    fn configured_cipher(key: &CredentialsKey) -> Arc<CredentialsCipher> {
+        Arc::new(CredentialsCipher::new(key, KeyOrigin::Configured))
+    }
+
+    fn aws_keys(id: &CloudId, secret: &str) -> CloudAccount {
+        CloudAccount {
+            id: id.clone(),
+            provider: palisade_proto::Provider::Aws,
+            name: "keys".into(),
+            regions: vec!["us-east-1".into()],
+            credentials: Credentials::Keys {
+                access_key_id: "AKIAEXAMPLE".into(),
+                secret_access_key: secret.into(),
+                session_token: None,
+            },
+            created_at: at(1),
+        }
+    }
+
+    fn raw_credentials(path: &std::path::Path, id: &CloudId) -> String {
+        Connection::open(path)
+            .expect("raw open")
+            .query_row(
+                "SELECT credentials FROM clouds WHERE id = ?1",
+                params![id.0],
+                |r| r.get(0),
+            )
+            .expect("raw credentials")
+    }
+
+    /// Every byte of the database's files (the database, its WAL and shared memory).
+    fn file_bytes(path: &std::path::Path) -> Vec<u8> {
+        let mut all = Vec::new();
+        for suffix in ["", "-wal", "-shm"] {
+            if let Ok(b) = std::fs::read(format!("{}{suffix}", path.display())) {
+                all.extend(b);
+            }
+        }
+        all
+    }
+
+    fn holds(haystack: &[u8], needle: &str) -> bool {
+        haystack
+            .windows(needle.len())
+            .any(|w| w == needle.as_bytes())
+    }
+
+    #[tokio::test]
+    async fn credentials_are_sealed_in_the_file_and_a_moved_blob_does_not_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (url, path) = file_url(&dir);
+        let key = CredentialsKey::random();
+        let store = crate::store::open_with(&url, configured_cipher(&key))
+            .await
+            .expect("open");
+        let (a, b) = (fresh_cloud("sealed-a"), fresh_cloud("sealed-b"));
+        let secret = "wJalrXUtnFEMI-sealed-secret";
+        store.put_cloud(&aws_keys(&a, secret)).await.expect("put a");
+        store
+            .put_cloud(&aws_keys(&b, "another-secret-value"))
+            .await
+            .expect("put b");
+        let raw = raw_credentials(&path, &a);
+        assert!(raw.starts_with("v1:"), "{raw}");
+        assert!(
+            !raw.contains(secret) && !raw.contains("AKIAEXAMPLE"),
+            "{raw}"
+        );
+        assert!(
+            !holds(&file_bytes(&path), secret),
+            "the secret is in the files"
+        );
+        assert_eq!(
+            store.get_cloud(&a).await.expect("get"),
+            Some(aws_keys(&a, secret))
+        );
+
+        // a's blob in b's row: authentic bytes, but for another cloud
+        let before = crate::metrics::value(
+            "palisade_credentials_errors_total",
+            &[("kind", "unauthentic")],
+        );
+        Connection::open(&path)
+            .expect("raw open")
+            .execute(
+                "UPDATE clouds SET credentials = ?1 WHERE id = ?2",
+                params![raw, b.0],
+            )
+            .expect("move the blob");
+        let err = store.get_cloud(&b).await.expect_err("a moved blob");
+        assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+        assert!(err.to_string().contains(b.as_str()), "{err}");
+        assert!(!format!("{err} {err:?}").contains(raw.as_str()), "{err:?}");
+        assert!(!format!("{err} {err:?}").contains(secret), "{err:?}");
+        assert!(
+            crate::metrics::value(
+                "palisade_credentials_errors_total",
+                &[("kind", "unauthentic")]
+            ) > before
+        );
+        assert!(store.list_clouds().await.is_err(), "listing reports it too");
+    }
+
+    #[tokio::test]
+    async fn plaintext_credentials_of_earlier_versions_are_sealed_on_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (url, path) = file_url(&dir);
+        let key = CredentialsKey::random();
+        let id = fresh_cloud("legacy");
+        let secret = "legacy-plaintext-secret";
+        let account = aws_keys(&id, secret);
+        drop(
+            crate::store::open_with(&url, configured_cipher(&key))
+                .await
+                .expect("create"),
+        );
+        // the row as an earlier version wrote it: the credentials as JSON text
+        let legacy = serde_json::to_string(&account.credentials).expect("json");
+        Connection::open(&path)
+            .expect("raw open")
+            .execute(
+                "INSERT INTO clouds (id, provider, name, regions, credentials, created_at)                  VALUES (?1, 'aws', 'keys', '[\"us-east-1\"]', ?2, ?3)",
+                params![id.0, legacy, ms(at(1))],
+            )
+            .expect("a plaintext row");
+
+        // a store with a throwaway key reads it but never seals it
+        let store = open(&url).await.expect("open with an ephemeral key");
+        assert_eq!(
+            store.get_cloud(&id).await.expect("get"),
+            Some(account.clone())
+        );
+        drop(store);
+        assert_eq!(raw_credentials(&path, &id), legacy);
+
+        let store = crate::store::open_with(&url, configured_cipher(&key))
+            .await
+            .expect("open seals");
+        let raw = raw_credentials(&path, &id);
+        assert!(raw.starts_with("v1:") && !raw.contains(secret), "{raw}");
+        assert_eq!(
+            store.get_cloud(&id).await.expect("get"),
+            Some(account.clone())
+        );
+        drop(store);
+        // once: the next open has nothing to seal and changes nothing
+        let again = crate::store::open_with(&url, configured_cipher(&key))
+            .await
+            .expect("reopen");
+        assert_eq!(raw_credentials(&path, &id), raw);
+        assert_eq!(again.get_cloud(&id).await.expect("get"), Some(account));
+    }
+
     fn file_url(dir: &tempfile::TempDir) -> (String, PathBuf) {
         let path = dir.path().join("palisade.db");
         (format!("sqlite://{}", path.display()), path)
@@ -1860,7 +2069,9 @@ mod tests {
 
     #[test]
     fn live_listings_and_counts_are_answered_in_index_order() {
-        let store = SqliteStore::open_blocking(Location::Memory).expect("open");
+        let store =
+            SqliteStore::open_blocking(Location::Memory, Arc::new(CredentialsCipher::ephemeral()))
+                .expect("open");
         let conn = store.inner.writer.lock().expect("lock");
         for q in [
             ResourceQuery {
@@ -1962,7 +2173,9 @@ mod tests {
 
     #[tokio::test]
     async fn scans_walk_the_table_in_uid_order_without_sorting() {
-        let store = SqliteStore::open_blocking(Location::Memory).expect("open");
+        let store =
+            SqliteStore::open_blocking(Location::Memory, Arc::new(CredentialsCipher::ephemeral()))
+                .expect("open");
         let conn = store.inner.writer.lock().expect("lock");
         let with_types = ScanQuery {
             cloud: Some(CloudId("c".into())),
@@ -1993,7 +2206,9 @@ mod tests {
 
     #[test]
     fn open_findings_of_a_range_come_from_the_partial_index_alone() {
-        let store = SqliteStore::open_blocking(Location::Memory).expect("open");
+        let store =
+            SqliteStore::open_blocking(Location::Memory, Arc::new(CredentialsCipher::ephemeral()))
+                .expect("open");
         let conn = store.inner.writer.lock().expect("lock");
         for (after, through, scope) in [
             (true, true, true),

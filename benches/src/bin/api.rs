@@ -32,6 +32,8 @@ use palisade_proto::{CloudId, Resource, ResourceType};
 
 const DEFAULT_RESOURCES: u64 = 100_000;
 const API_KEY: &str = "bench-api-key-0123456789abcdef";
+/// 32 bytes, base64: the key a MySQL-backed node must be given.
+const CREDENTIALS_KEY: &str = "YmVuY2gtY3JlZGVudGlhbHMta2V5LTMyLWJ5dGVzISE=";
 const WRK_SECS: u32 = 10;
 const WRK_CONNECTIONS: u32 = 16;
 const TYPES: [ResourceType; 9] = [
@@ -125,6 +127,8 @@ fn bench(
         .env("PALISADE__STORE__URL", url)
         .env("PALISADE__HTTP__BIND", format!("127.0.0.1:{port}"))
         .env("PALISADE__AUTH__BOOTSTRAP_API_KEY", API_KEY)
+        // a cluster store needs the credentials key named (the bench stores no cloud)
+        .env("PALISADE__STORE__CREDENTIALS_KEY", CREDENTIALS_KEY)
         .env("PALISADE__SCHEDULER__HARVEST_INTERVAL_SECS", "0")
         .env("PALISADE__SCHEDULER__COMPLIANCE_INTERVAL_SECS", "0")
         .stdin(Stdio::null())

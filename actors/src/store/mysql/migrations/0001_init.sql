@@ -12,7 +12,8 @@
 -- byte per byte, which keeps every index within InnoDB's 3072-byte limit. Free text and
 -- JSON (names, tags, properties, credentials) is utf8mb4 with a binary collation.
 
--- Cloud accounts. Credentials are JSON text: a later issue encrypts them at rest.
+-- Cloud accounts. Credentials are sealed text, `v1:<base64>` (crypto.rs); JSON text only in
+-- rows of versions before that, which a node opening the store seals.
 CREATE TABLE IF NOT EXISTS clouds (
     id          VARBINARY(255) NOT NULL,
     provider    VARBINARY(16) NOT NULL,

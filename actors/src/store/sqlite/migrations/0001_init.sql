@@ -1,8 +1,8 @@
 -- Palisade embedded store, schema version 1.
 -- Timestamps are integer milliseconds since the Unix epoch, UTC.
 
--- Cloud accounts. Credentials are JSON text: this is the embedded single-user store; a
--- later issue encrypts them at rest.
+-- Cloud accounts. Credentials are sealed text, `v1:<base64>` (crypto.rs); JSON text only in
+-- rows of versions before that, which opening the store seals.
 CREATE TABLE clouds (
     id          TEXT PRIMARY KEY NOT NULL,
     provider    TEXT NOT NULL,
