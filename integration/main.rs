@@ -5,6 +5,7 @@
 mod api_fuzz;
 mod auth;
 mod cluster;
+mod gui;
 mod support;
 mod tidy;
 

@@ -3,6 +3,7 @@
 #   - Redis and MariaDB (installed from Debian's packages and started when missing),
 #   - a Python venv with moto[server] and boto3 (the AWS emulator and the estate seeder)
 #     and schemathesis (which fuzzes the API from its OpenAPI document),
+#   - Chromium and chromedriver (the web GUI's end-to-end test),
 # then `cargo test` over the workspace: unit tests, store contract tests and the
 # integration tests, which start the real `palisade` binary against their own moto.
 set -euo pipefail
@@ -42,6 +43,10 @@ mysqladmin -h 127.0.0.1 -P 3306 -uroot ping >/dev/null || { echo "mariadb is not
 # the cluster tests make scratch databases with the mysql client
 command -v mysql >/dev/null || { say "installing mariadb-client"; apt_install mariadb-client; }
 mysql -h 127.0.0.1 -uroot -e "CREATE DATABASE IF NOT EXISTS test" >/dev/null
+
+# --- headless Chromium for the web GUI's end-to-end test -----------------------------------
+# the test drives Debian's chromium through chromedriver (W3C WebDriver) and fails when either is missing
+[ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] || { say "installing chromium and chromium-driver"; apt_install chromium chromium-driver; }
 
 # --- moto, boto3 and schemathesis in a venv ----------------------------------------------
 venv="${PALISADE_TEST_VENV:-$HOME/.cache/palisade/test-venv}"

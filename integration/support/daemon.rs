@@ -184,6 +184,33 @@ impl Daemon {
         )
     }
 
+    /// Add a user with `palisade user add NAME --role ROLE` in the daemon's directory (same
+    /// store), the password on stdin; panics with its stderr when that fails.
+    pub fn add_user(&self, name: &str, role: &str, password: &str) {
+        use std::io::Write;
+        let mut child = palisade_command()
+            .current_dir(self.dir())
+            .env("STAGE", "test")
+            .args(["user", "add", name, "--role", role])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn palisade user add");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(format!("{password}\n").as_bytes())
+            .expect("write the password");
+        let out = child.wait_with_output().expect("palisade user add");
+        assert!(
+            out.status.success(),
+            "palisade user add {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Poll a job until it finishes; returns its final document.
     pub fn wait_job(&self, id: &str, limit: Duration) -> serde_json::Value {
         let deadline = Instant::now() + limit;

@@ -1,10 +1,12 @@
 //! Shared test support: the moto server, the estate seeder, the daemon under test, and a
-//! small forward proxy and throttling shim that sit between Palisade and moto.
+//! small forward proxy and throttling shim that sit between Palisade and moto, and a
+//! WebDriver client for headless Chromium.
 
 pub mod cluster;
 pub mod daemon;
 pub mod moto;
 pub mod proxy;
+pub mod webdriver;
 
 use std::net::TcpListener;
 use std::path::PathBuf;

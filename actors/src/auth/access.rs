@@ -5,8 +5,10 @@
 //! table is refused (deny by default); a unit test beside the routes walks every
 //! registered route and checks that it has an entry here.
 //!
-//! Must never: open a route beyond the probes, `/metrics`, the OpenAPI document and
-//! `/v2/public/*`.
+//! Must never: open a route beyond the probes, `/metrics`, the OpenAPI document,
+//! `/v2/public/*` and the web GUI's static files (`/`, `/ui`, `/ui/`, `/ui/{file}`:
+//! compiled-in assets that hold no data; everything the GUI shows comes through the API
+//! under the user's own session).
 
 use super::Role;
 
@@ -36,6 +38,11 @@ pub const RULES: &[(&str, &str, Access)] = &[
     // The API's description: no data, and clients need it before they have a key.
     ("GET", "/v2/openapi.json", Open),
     ("POST", "/v2/public/user/login", Open),
+    // The web GUI's files: the same for everyone, with no data in them.
+    ("GET", "/", Open),
+    ("GET", "/ui", Open),
+    ("GET", "/ui/", Open),
+    ("GET", "/ui/{file}", Open),
     ("POST", "/v2/user/logout", Needs(Viewer)),
     ("GET", "/v2/user/me", Needs(Viewer)),
     ("GET", "/v2/api-keys", Needs(Viewer)),
@@ -59,6 +66,7 @@ pub const RULES: &[(&str, &str, Access)] = &[
     ("POST", "/v2/cluster/reload", Needs(Admin)),
     ("GET", "/v2/resources", Needs(Viewer)),
     ("GET", "/v2/resources/{id}", Needs(Viewer)),
+    ("GET", "/v2/resource-counts", Needs(Viewer)),
     ("GET", "/v2/insights", Needs(Viewer)),
     ("GET", "/v2/insights/{id}", Needs(Viewer)),
     ("GET", "/v2/insights/{id}/findings", Needs(Viewer)),
@@ -84,16 +92,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_probes_metrics_and_public_routes_are_open() {
+    fn only_probes_metrics_public_routes_and_gui_files_are_open() {
         for (method, pattern, access) in RULES {
             if *access == Open {
                 assert!(
                     matches!(
                         *pattern,
-                        "/healthz" | "/readyz" | "/metrics" | "/v2/openapi.json"
+                        "/healthz"
+                            | "/readyz"
+                            | "/metrics"
+                            | "/v2/openapi.json"
+                            | "/"
+                            | "/ui"
+                            | "/ui/"
+                            | "/ui/{file}"
                     ) || pattern.starts_with("/v2/public/"),
                     "{method} {pattern} must not be open"
                 );
+                if !pattern.starts_with("/v2/public/") {
+                    assert_eq!(*method, "GET", "{pattern}: only reads are open");
+                }
             } else {
                 assert!(!pattern.starts_with("/v2/public/"), "{pattern}");
             }

@@ -390,6 +390,8 @@ mod tests {
             include_str!("guard.rs"),
             include_str!("login.rs"),
             include_str!("users.rs"),
+            include_str!("counts.rs"),
+            include_str!("gui.rs"),
         ];
         let mut seen = 0;
         for src in sources {

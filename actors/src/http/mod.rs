@@ -8,7 +8,8 @@
 //! (the OpenAPI document of [`ROUTES`]), `paging` (the listing conventions), `probes`
 //! (health, readiness, metrics), [`guard`] (authentication, roles, CSRF and the audit log,
 //! in front of every route), `clouds`, `cluster`, `jobs`, `resources`, `insights`, `login`
-//! (sessions), `users` (users, API keys, the audit log).
+//! (sessions), `users` (users, API keys, the audit log), `counts` (resources per type), `gui`
+//! (the web GUI's embedded files under `/ui/`, [`GUI_ROUTES`]).
 //!
 //! Must never: run a job or call a cloud (it enqueues through the scheduler), return a
 //! secret, answer an error with anything but a JSON `{"code","message"}` body, panic on
@@ -22,6 +23,8 @@ pub mod openapi;
 
 mod clouds;
 mod cluster;
+mod counts;
+mod gui;
 mod insights;
 mod jobs;
 mod login;
@@ -299,6 +302,10 @@ pub static ROUTES: &[RouteSpec] = &[
         methods: &[(Method::GET, |r| r.to(resources::get))],
     },
     RouteSpec {
+        path: "/v2/resource-counts",
+        methods: &[(Method::GET, |r| r.to(counts::by_type))],
+    },
+    RouteSpec {
         path: "/v2/insights",
         methods: &[(Method::GET, |r| r.to(insights::list))],
     },
@@ -312,9 +319,31 @@ pub static ROUTES: &[RouteSpec] = &[
     },
 ];
 
-/// Register [`ROUTES`]: each path a resource whose other methods get a JSON 405.
+/// The web GUI's routes: its embedded files, open to anyone (they hold no data; see
+/// `gui.rs`), and not part of the REST API or its OpenAPI document.
+pub static GUI_ROUTES: &[RouteSpec] = &[
+    RouteSpec {
+        path: "/",
+        methods: &[(Method::GET, |r| r.to(gui::to_ui))],
+    },
+    RouteSpec {
+        path: "/ui",
+        methods: &[(Method::GET, |r| r.to(gui::to_ui))],
+    },
+    RouteSpec {
+        path: "/ui/",
+        methods: &[(Method::GET, |r| r.to(gui::index))],
+    },
+    RouteSpec {
+        path: "/ui/{file}",
+        methods: &[(Method::GET, |r| r.to(gui::file))],
+    },
+];
+
+/// Register [`ROUTES`] and [`GUI_ROUTES`]: each path a resource whose other methods get a
+/// JSON 405.
 fn register_routes(cfg: &mut web::ServiceConfig) {
-    for spec in ROUTES {
+    for spec in ROUTES.iter().chain(GUI_ROUTES) {
         let allowed: Vec<&str> = spec.methods.iter().map(|(m, _)| m.as_str()).collect();
         let mut resource = resource(spec.path, allowed.join(", "));
         for (method, handler) in spec.methods {

@@ -61,6 +61,7 @@ pub const SESSION_COOKIE: &str = "palisade_session";
         super::cluster::nodes,
         super::resources::list,
         super::resources::get,
+        super::counts::by_type,
         super::insights::list,
         super::insights::get,
         super::insights::findings,

@@ -1146,7 +1146,7 @@ fn session_of(set_cookie: &str) -> String {
 async fn every_registered_route_has_an_access_rule_and_every_rule_a_route() {
     use crate::auth::access::{rule, RULES};
     let mut pairs = Vec::new();
-    for spec in super::ROUTES {
+    for spec in super::ROUTES.iter().chain(super::GUI_ROUTES) {
         for (method, _) in spec.methods {
             assert!(
                 rule(method.as_str(), spec.path).is_some(),
@@ -1837,4 +1837,198 @@ async fn forwarded_headers_count_only_from_trusted_proxies() {
     assert_eq!(trusted.raw, "203.0.113.9 true");
     let spoofed = send(&app, ask("198.51.100.4")).await;
     assert_eq!(spoofed.raw, "198.51.100.4 false");
+}
+
+/// Status, headers and body of one request as sent (no credentials unless it carries them).
+async fn raw_call<S, B>(
+    app: &S,
+    req: TestRequest,
+) -> (StatusCode, actix_web::http::header::HeaderMap, Bytes)
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let mut req = req.to_request();
+    req.head_mut().peer_addr = Some(PEER.parse().expect("peer"));
+    let res = test::call_service(app, req).await;
+    let status = res.status();
+    let headers = res.headers().clone();
+    (status, headers, test::read_body(res).await)
+}
+
+#[actix_web::test]
+async fn gui_assets_are_open_typed_cached_by_etag_and_locked_down() {
+    let app = test::init_service(app(state().await)).await;
+    for (uri, content_type, needle) in [
+        (
+            "/ui/",
+            "text/html; charset=utf-8",
+            "<script type=\"module\" src=\"app.js\">",
+        ),
+        (
+            "/ui/index.html",
+            "text/html; charset=utf-8",
+            "<main id=\"main\"",
+        ),
+        ("/ui/app.css", "text/css; charset=utf-8", ".topbar"),
+        (
+            "/ui/app.js",
+            "text/javascript; charset=utf-8",
+            "import * as api from './api.js'",
+        ),
+        (
+            "/ui/api.js",
+            "text/javascript; charset=utf-8",
+            "X-CSRF-Token",
+        ),
+        (
+            "/ui/dom.js",
+            "text/javascript; charset=utf-8",
+            "createTextNode",
+        ),
+        (
+            "/ui/pages.js",
+            "text/javascript; charset=utf-8",
+            "v2/resource-counts",
+        ),
+    ] {
+        let (status, headers, body) = raw_call(&app, TestRequest::get().uri(uri)).await;
+        assert_eq!(status, StatusCode::OK, "{uri} is open");
+        let h = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        };
+        assert_eq!(h("content-type"), content_type, "{uri}");
+        assert!(contains(&body, needle), "{uri} holds {needle:?}");
+        assert_eq!(h("x-content-type-options"), "nosniff", "{uri}");
+        assert_eq!(h("x-frame-options"), "DENY", "{uri}");
+        assert_eq!(h("cache-control"), "no-cache", "{uri}");
+        let csp = h("content-security-policy");
+        assert!(csp.contains("default-src 'none'"), "{uri}: {csp}");
+        assert!(csp.contains("script-src 'self';"), "{uri}: {csp}");
+        assert!(csp.contains("frame-ancestors 'none'"), "{uri}: {csp}");
+        assert!(
+            !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"),
+            "{csp}"
+        );
+        // a revalidation with the same tag is a bodiless 304 that keeps the headers
+        let etag = h("etag");
+        assert!(etag.starts_with('"') && etag.len() > 10, "{uri}: {etag:?}");
+        let (status, headers, body) = raw_call(
+            &app,
+            TestRequest::get()
+                .uri(uri)
+                .insert_header((header::IF_NONE_MATCH, etag.as_str())),
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_MODIFIED, "{uri}");
+        assert!(body.is_empty());
+        assert!(headers.contains_key("content-security-policy"));
+        let (status, _, _) = raw_call(
+            &app,
+            TestRequest::get()
+                .uri(uri)
+                .insert_header((header::IF_NONE_MATCH, "\"other\"")),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{uri}: another tag gets the file");
+    }
+    // the page runs no inline script: every <script> names a file
+    let (_, _, page) = raw_call(&app, TestRequest::get().uri("/ui/")).await;
+    let page = String::from_utf8_lossy(&page);
+    assert_eq!(
+        page.matches("<script").count(),
+        page.matches("<script type=\"module\" src=").count()
+    );
+    assert!(
+        !page.contains("onclick") && !page.contains("onload") && !page.contains("javascript:"),
+        "no inline handlers"
+    );
+}
+
+#[actix_web::test]
+async fn the_root_redirects_to_the_gui_and_unknown_assets_are_a_json_404() {
+    let app = test::init_service(app(state().await)).await;
+    for uri in ["/", "/ui"] {
+        let (status, headers, _) = raw_call(&app, TestRequest::get().uri(uri)).await;
+        assert_eq!(status, StatusCode::PERMANENT_REDIRECT, "{uri}");
+        assert_eq!(
+            headers.get(header::LOCATION).and_then(|v| v.to_str().ok()),
+            Some("ui/"),
+            "{uri}: relative, so a base path is kept"
+        );
+    }
+    for uri in [
+        "/ui/nope.js",
+        "/ui/..%2F..%2Fetc%2Fpasswd",
+        "/ui/INDEX.HTML",
+        "/ui/app.js.map",
+    ] {
+        let r = send_as(&app, TestRequest::get().uri(uri)).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{uri}");
+        assert_eq!(r.json["code"], "not_found", "{uri}: {}", r.json);
+        assert!(r.json["message"].is_string());
+    }
+    // deeper paths are not GUI routes: the ordinary (authenticated) unknown route
+    let r = send_as(&app, TestRequest::get().uri("/ui/a/b.js")).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.json);
+    let r = send(&app, TestRequest::get().uri("/ui/a/b.js")).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.json);
+    // a write to an asset is refused like any wrong method
+    let r = send(&app, TestRequest::post().uri("/ui/app.js")).await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{}", r.json);
+}
+
+#[actix_web::test]
+async fn resource_counts_by_type_for_the_estate_and_for_one_cloud() {
+    let st = state().await;
+    let seeded = seed_resources(&st).await;
+    let app = test::init_service(app(st.clone())).await;
+    let all = send(&app, TestRequest::get().uri("/v2/resource-counts")).await;
+    assert_eq!(all.status, StatusCode::OK, "{}", all.json);
+    let live: Vec<&Resource> = seeded.iter().filter(|r| r.deleted_at.is_none()).collect();
+    let mut want: BTreeMap<String, u64> = BTreeMap::new();
+    for r in &live {
+        *want.entry(r.rtype.as_str().to_string()).or_insert(0) += 1;
+    }
+    let got: BTreeMap<String, u64> = all.json["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| {
+            (
+                i["type"].as_str().unwrap_or_default().to_string(),
+                i["count"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert!(!want.is_empty());
+    assert_eq!(got, want);
+    assert_eq!(all.json["total"].as_u64(), Some(want.values().sum::<u64>()));
+    assert_eq!(all.json["cloud"], Value::Null);
+
+    let cloud = live[0].cloud.clone();
+    let one = send(
+        &app,
+        TestRequest::get().uri(&format!("/v2/resource-counts?cloud={cloud}")),
+    )
+    .await;
+    assert_eq!(one.status, StatusCode::OK, "{}", one.json);
+    let n = live.iter().filter(|r| r.cloud == cloud).count() as u64;
+    assert_eq!(one.json["total"].as_u64(), Some(n));
+    assert_eq!(one.json["cloud"], cloud.as_str());
+
+    let missing = send(
+        &app,
+        TestRequest::get().uri("/v2/resource-counts?cloud=nope"),
+    )
+    .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    let bad = send(&app, TestRequest::get().uri("/v2/resource-counts?kind=x")).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.json);
+    let anonymous = send_as(&app, TestRequest::get().uri("/v2/resource-counts")).await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
 }
