@@ -15,7 +15,7 @@ use palisade_proto::{
 use super::error::ErrorBody;
 use super::jobs::JobRef;
 use super::openapi::{schema, CloudList};
-use super::paging::{parse_sort, sort_by_key, ListPage, Paging};
+use super::paging::{given, parse_sort, sort_by_key, ListPage, Paging};
 use super::{ApiError, ApiState};
 use crate::scheduler;
 
@@ -246,12 +246,8 @@ pub(super) async fn list(
     state: web::Data<ApiState>,
     params: web::Query<CloudParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let given = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
-    let paging = Paging::parse(
-        given(&params.limit).as_deref(),
-        given(&params.offset).as_deref(),
-    )?;
-    let sort = parse_sort(given(&params.sort).as_deref(), SORT_FIELDS)?;
+    let paging = Paging::parse(given(&params.limit), given(&params.offset))?;
+    let sort = parse_sort(given(&params.sort), SORT_FIELDS)?;
     let mut items: Vec<CloudView> = state
         .store
         .list_clouds()

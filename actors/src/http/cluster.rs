@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::ErrorBody;
 use super::openapi::{schema, NodeList};
-use super::paging::{parse_sort, sort_by_key, ListPage, Paging};
+use super::paging::{given, parse_sort, sort_by_key, ListPage, Paging};
 use super::{ApiError, ApiState};
 
 /// What `GET /v2/cluster/nodes` may be sorted by (in memory); natural order: `node`.
@@ -53,12 +53,8 @@ pub(super) async fn nodes(
     state: web::Data<ApiState>,
     params: web::Query<NodeParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let given = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
-    let paging = Paging::parse(
-        given(&params.limit).as_deref(),
-        given(&params.offset).as_deref(),
-    )?;
-    let sort = parse_sort(given(&params.sort).as_deref(), SORT_FIELDS)?;
+    let paging = Paging::parse(given(&params.limit), given(&params.offset))?;
+    let sort = parse_sort(given(&params.sort), SORT_FIELDS)?;
     let mut items = state.registry.nodes(Utc::now());
     if let Some(sort) = sort {
         let desc = sort.descending;

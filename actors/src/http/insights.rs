@@ -11,7 +11,7 @@ use palisade_proto::{FindingState, InsightId, ResourceType, Severity};
 
 use super::error::ErrorBody;
 use super::openapi::{schema, FindingList, InsightList};
-use super::paging::{parse_sort, sort_by_key, ListPage, Paging};
+use super::paging::{given, parse_sort, sort_by_key, ListPage, Paging};
 use super::resources::parse_type;
 use super::{ApiError, ApiState};
 use crate::compliance::Insight;
@@ -117,24 +117,18 @@ pub(super) async fn list(
     state: web::Data<ApiState>,
     params: web::Query<InsightParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let given = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
-    let paging = Paging::parse(
-        given(&params.limit).as_deref(),
-        given(&params.offset).as_deref(),
-    )?;
-    let sort = parse_sort(given(&params.sort).as_deref(), SORT_FIELDS)?;
+    let paging = Paging::parse(given(&params.limit), given(&params.offset))?;
+    let sort = parse_sort(given(&params.sort), SORT_FIELDS)?;
     let severity = match given(&params.severity) {
         None => None,
         Some(raw) => Some(
-            serde_json::from_value::<Severity>(serde_json::Value::String(raw)).map_err(|_| {
-                ApiError::bad_param("severity", "must be low, medium, high or critical")
-            })?,
+            serde_json::from_value::<Severity>(serde_json::Value::String(raw.to_string()))
+                .map_err(|_| {
+                    ApiError::bad_param("severity", "must be low, medium, high or critical")
+                })?,
         ),
     };
-    let rtype = given(&params.rtype)
-        .as_deref()
-        .map(parse_type)
-        .transpose()?;
+    let rtype = given(&params.rtype).map(parse_type).transpose()?;
     let open = state.store.count_open_findings().await?;
     let mut items: Vec<InsightView<'_>> = state
         .catalog
@@ -210,12 +204,8 @@ impl FindingParams {
                 ))
             }
         };
-        let given = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
-        let paging = Paging::parse(
-            given(&self.limit).as_deref(),
-            given(&self.offset).as_deref(),
-        )?;
-        let sort = parse_sort(given(&self.sort).as_deref(), FINDING_SORT_FIELDS)?;
+        let paging = Paging::parse(given(&self.limit), given(&self.offset))?;
+        let sort = parse_sort(given(&self.sort), FINDING_SORT_FIELDS)?;
         Ok(FindingQuery {
             insight: Some(insight.clone()),
             state,

@@ -12,7 +12,7 @@ use palisade_proto::{JobId, JobKind, JobPriority, JobState, JobStatus, Timestamp
 
 use super::error::ErrorBody;
 use super::openapi::{schema, JobList, QueueStatsDoc};
-use super::paging::{parse_sort, ListPage, Paging, LIMIT_MAX};
+use super::paging::{given, parse_sort, ListPage, Paging, LIMIT_MAX};
 use super::{ApiError, ApiState};
 
 /// A job as `GET /v2/jobs/{id}` shows it: the kind's own fields sit beside `kind`.
@@ -136,12 +136,8 @@ pub(super) async fn dead(
     state: web::Data<ApiState>,
     params: web::Query<DeadParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let given = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
-    let paging = Paging::parse(
-        given(&params.limit).as_deref(),
-        given(&params.offset).as_deref(),
-    )?;
-    if let Some(sort) = parse_sort(given(&params.sort).as_deref(), DEAD_SORT_FIELDS)? {
+    let paging = Paging::parse(given(&params.limit), given(&params.offset))?;
+    if let Some(sort) = parse_sort(given(&params.sort), DEAD_SORT_FIELDS)? {
         if !sort.descending {
             return Err(ApiError::BadRequest {
                 code: "bad_sort",

@@ -15,6 +15,11 @@ pub const LIMIT_DEFAULT: u32 = 100;
 /// The largest `limit` accepted.
 pub const LIMIT_MAX: u32 = 1000;
 
+/// A query value; an empty one (`?cloud=`) is the same as an absent one.
+pub fn given(v: &Option<String>) -> Option<&str> {
+    v.as_deref().filter(|s| !s.is_empty())
+}
+
 /// One page's window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Paging {

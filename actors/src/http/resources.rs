@@ -10,7 +10,7 @@ use palisade_proto::{CloudId, Finding, Resource, ResourceType};
 
 use super::error::ErrorBody;
 use super::openapi::{schema, ResourceList};
-use super::paging::{parse_flag, parse_sort, ListPage, Paging, LIMIT_MAX};
+use super::paging::{given, parse_flag, parse_sort, ListPage, Paging, LIMIT_MAX};
 use super::{ApiError, ApiState};
 use crate::store::{FindingQuery, ResourceOrder, ResourceQuery};
 
@@ -52,11 +52,6 @@ pub(super) struct ResourceParams {
     include_deleted: Option<String>,
     #[param(schema_with = schema::resource_sort)]
     sort: Option<String>,
-}
-
-/// An empty value (`?cloud=`) is the same as an absent one.
-fn given(v: &Option<String>) -> Option<&str> {
-    v.as_deref().filter(|s| !s.is_empty())
 }
 
 /// Parse a `type` query value.

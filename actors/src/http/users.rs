@@ -16,7 +16,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::error::ErrorBody;
 use super::login::principal;
 use super::openapi::{schema, ApiKeyList, AuditList, UserList};
-use super::paging::{ListPage, Paging};
+use super::paging::{given, ListPage, Paging};
 use super::{ApiError, ApiState};
 use crate::auth::{bootstrap, token, AuthError, Role};
 use crate::store::{StoredApiKey, StoredUser};
@@ -95,11 +95,7 @@ pub(super) struct PageParams {
 
 impl PageParams {
     fn paging(&self) -> Result<Paging, ApiError> {
-        let given = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
-        Paging::parse(
-            given(&self.limit).as_deref(),
-            given(&self.offset).as_deref(),
-        )
+        Paging::parse(given(&self.limit), given(&self.offset))
     }
 }
 
