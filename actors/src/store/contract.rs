@@ -50,6 +50,22 @@ pub fn resource(
     )
 }
 
+/// A cloud of AWS access keys whose secret is `secret`.
+pub fn aws_keys(id: &CloudId, secret: &str) -> CloudAccount {
+    CloudAccount {
+        id: id.clone(),
+        provider: Provider::Aws,
+        name: "keys".into(),
+        regions: vec!["us-east-1".into()],
+        credentials: Credentials::Keys {
+            access_key_id: "AKIAEXAMPLE".into(),
+            secret_access_key: secret.into(),
+            session_token: None,
+        },
+        created_at: at(1),
+    }
+}
+
 /// A finding of `insight` on `r`, seen at `seen`.
 pub fn finding(insight: &InsightId, r: &Resource, seen: Timestamp) -> Finding {
     Finding {

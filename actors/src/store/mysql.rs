@@ -1749,27 +1749,11 @@ impl Store for MysqlStore {
 mod tests {
     use super::*;
     use crate::crypto::{CredentialsCipher, CredentialsKey, KeyOrigin};
-    use crate::store::contract::{self, at, fresh_cloud, resource};
-    use palisade_proto::Credentials;
+    use crate::store::contract::{self, at, aws_keys, fresh_cloud, resource};
 
     /// The store with an ephemeral credentials key, as `store::open` opens it.
     async fn open(url: &str) -> Result<SharedStore, StoreError> {
         crate::store::open(url).await
-    }
-
-    fn aws_keys(id: &CloudId, secret: &str) -> CloudAccount {
-        CloudAccount {
-            id: id.clone(),
-            provider: palisade_proto::Provider::Aws,
-            name: "keys".into(),
-            regions: vec!["us-east-1".into()],
-            credentials: Credentials::Keys {
-                access_key_id: "AKIAEXAMPLE".into(),
-                secret_access_key: secret.into(),
-                session_token: None,
-            },
-            created_at: at(1),
-        }
     }
 
     async fn raw_credentials(admin: &mut Conn, id: &CloudId) -> String {

@@ -1538,7 +1538,7 @@ fn json_text(buf: &[u8]) -> Result<&str, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::contract::{at, fresh_cloud, resource};
+    use crate::store::contract::{at, aws_keys, fresh_cloud, resource};
     use palisade_proto::Credentials;
 
     use crate::crypto::{CredentialsCipher, CredentialsKey, KeyOrigin};
@@ -1550,21 +1550,6 @@ mod tests {
 
     fn configured_cipher(key: &CredentialsKey) -> Arc<CredentialsCipher> {
         Arc::new(CredentialsCipher::new(key, KeyOrigin::Configured))
-    }
-
-    fn aws_keys(id: &CloudId, secret: &str) -> CloudAccount {
-        CloudAccount {
-            id: id.clone(),
-            provider: palisade_proto::Provider::Aws,
-            name: "keys".into(),
-            regions: vec!["us-east-1".into()],
-            credentials: Credentials::Keys {
-                access_key_id: "AKIAEXAMPLE".into(),
-                secret_access_key: secret.into(),
-                session_token: None,
-            },
-            created_at: at(1),
-        }
     }
 
     fn raw_credentials(path: &std::path::Path, id: &CloudId) -> String {
