@@ -81,6 +81,18 @@ pub struct HttpSettings {
     pub base_path: String,
     /// Peers whose `X-Forwarded-For` / `X-Forwarded-Proto` are believed.
     pub trusted_proxies: Vec<ProxyNet>,
+    /// Threads serving requests; 0: one per CPU core.
+    pub workers: usize,
+}
+
+impl HttpSettings {
+    /// The threads to serve requests on: `workers`, or one per core when it is 0.
+    pub fn worker_threads(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
 }
 
 /// A trusted proxy's network: a CIDR (`10.0.0.0/8`, `fd00::/8`) or one address.
@@ -222,6 +234,9 @@ pub struct ComplianceSettings {
     pub page_size: usize,
 }
 
+/// The longest `auth.api_key_cache_secs` accepted.
+pub const MAX_API_KEY_CACHE_SECS: u64 = 300;
+
 /// `[auth]`: users, API keys and login sessions of the interface server.
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -236,6 +251,10 @@ pub struct AuthSettings {
     pub login_window_secs: u64,
     /// Where a first run with no users writes the generated password of `admin`.
     pub initial_password_file: String,
+    /// How long an interface node remembers a live API key (0: it asks the store on every
+    /// request; at most [`MAX_API_KEY_CACHE_SECS`]). A key revoked on another node is
+    /// refused here within this many seconds; one revoked here, at once.
+    pub api_key_cache_secs: u64,
 }
 
 impl std::fmt::Debug for AuthSettings {
@@ -253,6 +272,7 @@ impl std::fmt::Debug for AuthSettings {
             .field("login_max_failures", &self.login_max_failures)
             .field("login_window_secs", &self.login_window_secs)
             .field("initial_password_file", &self.initial_password_file)
+            .field("api_key_cache_secs", &self.api_key_cache_secs)
             .finish()
     }
 }
@@ -430,6 +450,13 @@ impl Settings {
         }
         if a.session_ttl_secs == 0 {
             return Err(invalid("auth.session_ttl_secs", "must be at least 1"));
+        }
+        if a.api_key_cache_secs > MAX_API_KEY_CACHE_SECS {
+            // the bound on how long a key revoked on another node still works here
+            return Err(invalid(
+                "auth.api_key_cache_secs",
+                format!("must be at most {MAX_API_KEY_CACHE_SECS}"),
+            ));
         }
         if a.login_max_failures == 0 {
             return Err(invalid("auth.login_max_failures", "must be at least 1"));

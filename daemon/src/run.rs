@@ -187,10 +187,11 @@ pub fn run(loaded: Loaded, sources: Sources, set_level: SetLevel) -> ExitCode {
                 login: Arc::new(LoginPolicy::new(&settings.auth)),
                 proxy: http::ReverseProxy::from_settings(&settings.http),
             };
-            let server = http::bind(settings.http.bind, state).map_err(|e| NodeError::Bind {
-                addr: settings.http.bind.to_string(),
-                reason: e.to_string(),
-            })?;
+            let server = http::bind(settings.http.bind, settings.http.worker_threads(), state)
+                .map_err(|e| NodeError::Bind {
+                    addr: settings.http.bind.to_string(),
+                    reason: e.to_string(),
+                })?;
             tracing::info!(bind = %settings.http.bind, "interface server listening");
             Some(server)
         } else {

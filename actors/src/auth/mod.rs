@@ -2,7 +2,8 @@
 //!
 //! Owns: the [`Role`]s and the [`Principal`] a request acts as; password hashing
 //! ([`password`], argon2id); API keys, session and CSRF tokens and their hashes
-//! ([`token`]); the failed-login limiter ([`limiter`]); the table of which role each route
+//! ([`token`]); the failed-login limiter ([`limiter`]); the API key cache ([`keycache`]);
+//! the table of which role each route
 //! needs ([`access`], deny by default); and the start-up chores ([`bootstrap`]): the
 //! bootstrap API key, the first run's `admin` user, and adding users from the command line.
 //!
@@ -13,6 +14,7 @@
 
 pub mod access;
 pub mod bootstrap;
+pub mod keycache;
 pub mod limiter;
 pub mod password;
 pub mod token;
@@ -126,11 +128,13 @@ pub enum AuthError {
     Store(#[from] crate::store::StoreError),
 }
 
-/// What the interface server keeps of `[auth]` while it runs: the session lifetime and the
-/// failed-login limiter (one per process, shared by its HTTP workers).
+/// What the interface server keeps of `[auth]` while it runs: the session lifetime, the
+/// failed-login limiter and the API key cache (one per process, shared by its HTTP workers).
 pub struct LoginPolicy {
     pub session_ttl: std::time::Duration,
     pub limiter: limiter::LoginLimiter,
+    /// Live API keys by hash, for `auth.api_key_cache_secs` (see [`keycache`]).
+    pub api_keys: keycache::ApiKeyCache,
 }
 
 impl LoginPolicy {
@@ -141,6 +145,9 @@ impl LoginPolicy {
                 settings.login_max_failures,
                 std::time::Duration::from_secs(settings.login_window_secs),
             ),
+            api_keys: keycache::ApiKeyCache::new(std::time::Duration::from_secs(
+                settings.api_key_cache_secs,
+            )),
         }
     }
 }

@@ -2,7 +2,8 @@
 //! log, in one middleware.
 //!
 //! Owns: reading credentials (the `Api-Key` header, else the `palisade_session` cookie),
-//! looking them up in the store, the CSRF check of cookie-authenticated mutating requests,
+//! looking them up in the store (an API key through the node's key cache,
+//! [`crate::auth::keycache`]), the CSRF check of cookie-authenticated mutating requests,
 //! the role check against [`crate::auth::access`] for the route the router will pick,
 //! putting the [`Principal`] into the request's extensions for handlers, appending every
 //! authenticated mutating request to the audit log, and [`client_addr`], the one place a
@@ -21,6 +22,7 @@ use tracing::{error, warn};
 
 use super::{ApiError, ApiState};
 use crate::auth::access::{self, Access};
+use crate::auth::keycache::{CachedKey, Lookup};
 use crate::auth::{token, Principal, Role, Via};
 use crate::store::AuditEntry;
 
@@ -77,19 +79,34 @@ async fn authenticate(
             .to_str()
             .map_err(|_| ApiError::Unauthenticated("invalid api key"))?
             .trim();
-        let Some((stored, role)) = state.store.find_api_key(&token::hash_secret(key)).await? else {
-            crate::metrics::inc(
-                "palisade_auth_rejections_total",
-                &[("reason", "unknown_api_key")],
-            );
-            return Err(ApiError::Unauthenticated("invalid api key"));
+        let hash = token::hash_secret(key);
+        let keys = &state.login.api_keys;
+        let started = std::time::Instant::now();
+        let (stored, role) = match keys.get(&hash, started) {
+            Lookup::Hit(CachedKey { key, role }) => (key, role),
+            Lookup::Miss { generation } => {
+                let Some((stored, role)) = state.store.find_api_key(&hash).await? else {
+                    crate::metrics::inc(
+                        "palisade_auth_rejections_total",
+                        &[("reason", "unknown_api_key")],
+                    );
+                    return Err(ApiError::Unauthenticated("invalid api key"));
+                };
+                let cached = CachedKey {
+                    key: stored.clone(),
+                    role,
+                };
+                keys.put(&hash, cached, generation, started);
+                (stored, role)
+            }
         };
         let stale = stored
             .last_used
             .is_none_or(|t| now.timestamp_millis() - t.timestamp_millis() > TOUCH_AFTER_MS);
         if stale {
-            if let Err(e) = state.store.touch_api_key(&stored.id, now).await {
-                warn!(key = %stored.id, error = %e, "recording an api key's use failed");
+            match state.store.touch_api_key(&stored.id, now).await {
+                Ok(()) => keys.touched(&hash, now),
+                Err(e) => warn!(key = %stored.id, error = %e, "recording an api key's use failed"),
             }
         }
         return Ok(Some(Authenticated {

@@ -71,13 +71,18 @@ pub struct ApiState {
     pub login: Arc<crate::auth::LoginPolicy>,
 }
 
-/// Bind the interface server on `addr` with one worker and return it without awaiting it:
+/// Bind the interface server on `addr` with `workers` threads (at least one; each runs the
+/// whole application, and they share [`ApiState`]) and return it without awaiting it:
 /// the caller awaits the [`Server`] (it resolves when the server stops) and stops it
 /// gracefully through `server.handle().stop(true)`. The server does not listen for
 /// signals itself; the supervisor owns SIGTERM/SIGINT.
-pub fn bind(addr: std::net::SocketAddr, state: ApiState) -> std::io::Result<Server> {
+pub fn bind(
+    addr: std::net::SocketAddr,
+    workers: usize,
+    state: ApiState,
+) -> std::io::Result<Server> {
     let server = HttpServer::new(move || app(state.clone()))
-        .workers(1)
+        .workers(workers.max(1))
         .disable_signals()
         .shutdown_timeout(5)
         .bind(addr)?

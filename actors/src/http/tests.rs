@@ -1077,7 +1077,7 @@ async fn bind_serves_on_a_socket_and_stops_gracefully() {
         .expect("a free port")
         .port();
     let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
-    let server = bind(addr, state().await).expect("bind");
+    let server = bind(addr, 2, state().await).expect("bind");
     let handle = server.handle();
     let running = actix_web::rt::spawn(server);
 
@@ -1483,6 +1483,69 @@ async fn failed_logins_are_limited_per_user_and_per_address() {
     // another user from another address is not
     let r = send_as(&app, login("mo", "right password", "198.51.100.3:1")).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+}
+
+#[actix_web::test]
+async fn a_key_revoked_on_another_node_is_refused_once_the_cache_entry_expires() {
+    use crate::auth::Role;
+    let mut st = state().await;
+    let mut auth = auth_settings();
+    auth.api_key_cache_secs = 1;
+    st.login = Arc::new(crate::auth::LoginPolicy::new(&auth));
+    let key = key_for(&st, "nora", Role::Viewer).await;
+    let store = st.store.clone();
+    let app = test::init_service(app(st)).await;
+
+    let me = send_as(&app, with_key(TestRequest::get().uri("/v2/user/me"), &key)).await;
+    assert_eq!(me.status, StatusCode::OK, "{}", me.json);
+    let id = me.json["api_key"]
+        .as_str()
+        .expect("the key's id")
+        .to_string();
+    // revoked in the store, as another node's DELETE /v2/api-keys/{id} does
+    assert!(store
+        .revoke_api_key(&id, chrono::Utc::now())
+        .await
+        .expect("revoke"));
+    let cached = send_as(&app, with_key(TestRequest::get().uri("/v2/user/me"), &key)).await;
+    assert_eq!(
+        cached.status,
+        StatusCode::OK,
+        "within api_key_cache_secs this node still answers from its cache"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let r = send_as(&app, with_key(TestRequest::get().uri("/v2/user/me"), &key)).await;
+    assert_eq!(
+        r.status,
+        StatusCode::UNAUTHORIZED,
+        "refused once the entry expired: {}",
+        r.json
+    );
+}
+
+#[actix_web::test]
+async fn without_a_key_cache_a_key_revoked_elsewhere_is_refused_at_once() {
+    use crate::auth::Role;
+    let mut st = state().await;
+    let mut auth = auth_settings();
+    auth.api_key_cache_secs = 0;
+    st.login = Arc::new(crate::auth::LoginPolicy::new(&auth));
+    let key = key_for(&st, "olga", Role::Viewer).await;
+    let store = st.store.clone();
+    let app = test::init_service(app(st)).await;
+
+    let me = send_as(&app, with_key(TestRequest::get().uri("/v2/user/me"), &key)).await;
+    assert_eq!(me.status, StatusCode::OK, "{}", me.json);
+    let id = me.json["api_key"]
+        .as_str()
+        .expect("the key's id")
+        .to_string();
+    assert!(store
+        .revoke_api_key(&id, chrono::Utc::now())
+        .await
+        .expect("revoke"));
+    let r = send_as(&app, with_key(TestRequest::get().uri("/v2/user/me"), &key)).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.json);
 }
 
 #[actix_web::test]

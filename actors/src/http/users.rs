@@ -302,7 +302,10 @@ pub(super) async fn revoke_key(
             "revoking another user's api key needs the admin role".into(),
         ));
     }
-    if state.store.revoke_api_key(&id, chrono::Utc::now()).await? {
+    let revoked = state.store.revoke_api_key(&id, chrono::Utc::now()).await?;
+    // after the store: a request that read the key before the revocation cannot cache it
+    state.login.api_keys.forget(&key.hash);
+    if revoked {
         info!(user = %who.user, key = %shown, owner = %key.user, "api key revoked");
     }
     Ok(HttpResponse::NoContent().finish())
