@@ -60,18 +60,24 @@ async fn wait_for_signal() -> &'static str {
     }
 }
 
+/// The runtime of a one-shot command (`migrate`, `user`): one thread; a failure to start
+/// it is said on stderr and becomes the exit code.
+pub fn one_shot_runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: cannot start the runtime: {e}");
+            ExitCode::FAILURE
+        })
+}
+
 /// `palisade migrate`: bring the store's schema up to this build's.
 pub fn migrate(loaded: &Loaded) -> ExitCode {
     let url = loaded.settings.store.url.clone();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match one_shot_runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(palisade_actors::store::migrate(&url)) {
         Ok(version) => {

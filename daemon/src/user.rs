@@ -16,18 +16,13 @@ use std::sync::Arc;
 
 use crate::cli::{UserCommand, UserRole};
 use crate::conf::Loaded;
+use crate::run::one_shot_runtime;
 
 /// Run a `user` subcommand; returns the exit code.
 pub fn user(loaded: &Loaded, command: UserCommand) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match one_shot_runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let store = &loaded.settings.store;
     let result = match command {
