@@ -174,18 +174,14 @@ pub async fn guard(
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     // The pattern the router will match: the same (re-quoted) path it routes on, without
     // the base path every route is served under.
+    let state = req.app_data::<web::Data<ApiState>>().cloned();
+    let base = state.as_ref().map_or("", |s| s.proxy.base_path.as_str());
     let pattern = req
         .resource_map()
         .match_pattern(req.match_info().as_str())
-        .map(|p| {
-            let base = req
-                .app_data::<web::Data<ApiState>>()
-                .map(|s| s.proxy.base_path.clone())
-                .unwrap_or_default();
-            match p.strip_prefix(base.as_str()) {
-                Some(rest) if !base.is_empty() && rest.starts_with('/') => rest.to_string(),
-                _ => p,
-            }
+        .map(|p| match p.strip_prefix(base) {
+            Some(rest) if !base.is_empty() && rest.starts_with('/') => rest.to_string(),
+            _ => p,
         });
     let method = req.method().clone();
     let needed = match &pattern {
@@ -211,7 +207,7 @@ pub async fn guard(
         // no route: the JSON 404, once authenticated
         None => Role::Viewer,
     };
-    let Some(state) = req.app_data::<web::Data<ApiState>>().cloned() else {
+    let Some(state) = state else {
         error!("the api state is missing; refusing every request");
         return Ok(refuse(req, ApiError::Internal));
     };
