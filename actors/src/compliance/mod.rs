@@ -249,18 +249,26 @@ pub enum ComplianceError {
     Evaluation(String),
 }
 
+/// Findings a compliance run collects before it writes them (one `sync_findings` call): a
+/// few MiB of memory.
+pub const SYNC_FINDINGS: usize = 16 * 1024;
+
 /// Evaluate every insight over the live resources of one cloud (or all), streaming keyset
 /// pages of `page_size` from `store.scan_raw` (only the types some insight names; each row's
 /// properties parsed only as far as the insights of its type read them, see [`projection`]),
-/// and reconcile the findings page by page with `store.sync_findings` over the page's uid
-/// range `(previous page's last uid, this page's last uid]`, then once more over the rest
-/// of the uid space (`through = None`), which resolves the findings of resources that are
-/// gone and records the run as completed. A run where nothing changed writes nothing but
-/// that record: findings that still hold are left untouched (their reported `last_seen`
-/// is the completed run's `now`, see [`Store::sync_findings`]).
+/// and reconcile the findings with `store.sync_findings` over the uid range of the pages
+/// evaluated since the last sync, `(last uid synced, this page's last uid]`, once they hold
+/// [`SYNC_FINDINGS`] findings (one write transaction per some tens of thousands of findings,
+/// not per page: a store rewrites the pages a transaction touches, so fewer, larger ones
+/// write several times fewer bytes), then once more over the rest of the uid space
+/// (`through = None`), which resolves the findings of resources that are gone and records
+/// the run as completed. A run where nothing changed writes nothing but that record:
+/// findings that still hold are left untouched (their reported `last_seen` is the
+/// completed run's `now`, see [`Store::sync_findings`]).
 ///
 /// Memory is bounded by two pages (the one evaluated and the next one being read) and
-/// their findings, whatever the estate's size. Each page is evaluated inside
+/// the findings not yet synced (at most [`SYNC_FINDINGS`] plus one page's), whatever the
+/// estate's size. Each page is evaluated inside
 /// `tokio::task::spawn_blocking`, while the next page is read, so the runtime's workers
 /// are never held by CPU-bound work. `now` must move forward between runs.
 pub async fn run_compliance(
@@ -269,6 +277,18 @@ pub async fn run_compliance(
     cloud: Option<&CloudId>,
     now: Timestamp,
     page_size: usize,
+) -> Result<ComplianceReport, ComplianceError> {
+    run_syncing(store, catalog, cloud, now, page_size, SYNC_FINDINGS).await
+}
+
+/// [`run_compliance`], syncing once `sync_findings` findings are pending.
+pub(crate) async fn run_syncing(
+    store: &dyn Store,
+    catalog: &Catalog,
+    cloud: Option<&CloudId>,
+    now: Timestamp,
+    page_size: usize,
+    sync_findings: usize,
 ) -> Result<ComplianceReport, ComplianceError> {
     let started = Instant::now();
     let page_size = page_size.max(1);
@@ -279,6 +299,8 @@ pub async fn run_compliance(
     let types = catalog.resource_types();
     // the last uid of the previous page: the next page's findings range starts past it
     let mut after: Option<ResourceUid> = None;
+    // findings of the pages evaluated since the last sync, whose range starts past `after`
+    let mut pending: Vec<Finding> = Vec::new();
     // an empty type list would mean "every type" to the store: with no insight, scan nothing
     if !types.is_empty() {
         let query = ScanQuery {
@@ -297,40 +319,48 @@ pub async fn run_compliance(
                 let outcome = shared.evaluate_page(&page, now);
                 (page, outcome)
             });
-            // evaluate this page and write its findings while the next page is read
+            // evaluate this page and write the pending findings while the next page is read
             let range_start = after.as_ref();
             let work = async {
                 let (page, outcome) = evaluation
                     .await
                     .map_err(|e| ComplianceError::Evaluation(e.to_string()))?;
                 let mut outcome = outcome?;
-                let findings = std::mem::take(&mut outcome.findings);
+                pending.append(&mut outcome.findings);
+                if pending.len() < sync_findings {
+                    return Ok::<_, ComplianceError>((page, outcome, None));
+                }
+                let findings = std::mem::take(&mut pending);
                 let holding = findings.len() as u64;
                 let (opened, resolved) = store
                     .sync_findings(cloud, range_start, Some(&last), findings, now)
                     .await?;
-                Ok::<_, ComplianceError>((page, outcome, holding, opened, resolved))
+                Ok((page, outcome, Some((holding, opened, resolved))))
             };
             let next = store.scan_raw(&query, Some(&last), page_size, spare);
             let (work, next) = tokio::join!(work, next);
-            let (done, outcome, holding, opened, resolved) = work?;
+            let (done, outcome, synced) = work?;
             report.evaluated += outcome.evaluated;
-            report.open += holding;
-            report.opened += opened;
-            report.resolved += resolved;
             for (insight, n) in catalog.list().iter().zip(&outcome.counts) {
                 if *n > 0 {
                     *report.per_insight.entry(insight.id.0.clone()).or_default() += n;
                 }
             }
-            after = Some(last);
+            if let Some((holding, opened, resolved)) = synced {
+                report.open += holding;
+                report.opened += opened;
+                report.resolved += resolved;
+                after = Some(last);
+            }
             spare = done;
             page = next?;
         }
     }
-    // past the last page: findings of resources that are gone; records the run
+    // the pages not yet synced and past the last page (findings of resources that are
+    // gone); records the run
+    report.open += pending.len() as u64;
     let (opened, resolved) = store
-        .sync_findings(cloud, after.as_ref(), None, Vec::new(), now)
+        .sync_findings(cloud, after.as_ref(), None, pending, now)
         .await?;
     report.opened += opened;
     report.resolved += resolved;

@@ -444,6 +444,13 @@ fn account_without_a_logging_multi_region_trail() {
 
 #[tokio::test]
 async fn run_opens_then_resolves_findings_and_keeps_first_seen() {
+    // syncing after every page, every other page, and once at the end
+    for sync_findings in [1, 2, SYNC_FINDINGS] {
+        opens_then_resolves(sync_findings).await;
+    }
+}
+
+async fn opens_then_resolves(sync_findings: usize) {
     let store = crate::store::open("sqlite::memory:")
         .await
         .expect("in-memory store opens");
@@ -465,7 +472,7 @@ async fn run_opens_then_resolves_findings_and_keeps_first_seen() {
     batch.push(user(true, false, json!([])));
     store.upsert_resources(batch).await.expect("upsert");
 
-    let first = run_compliance(&*store, &cat, None, t0, 2)
+    let first = run_syncing(&*store, &cat, None, t0, 2, sync_findings)
         .await
         .expect("first run");
     assert_eq!(first.evaluated, 6);
@@ -496,7 +503,7 @@ async fn run_opens_then_resolves_findings_and_keeps_first_seen() {
         .expect("sweep");
     assert_eq!(swept, 1);
 
-    let second = run_compliance(&*store, &cat, None, t1, 2)
+    let second = run_syncing(&*store, &cat, None, t1, 2, sync_findings)
         .await
         .expect("second run");
     assert_eq!(second.evaluated, 5, "vol-1 is deleted");
@@ -528,9 +535,16 @@ async fn run_opens_then_resolves_findings_and_keeps_first_seen() {
     }
 
     // Nothing changed since: a third run opens and resolves nothing.
-    let third = run_compliance(&*store, &cat, None, t1 + Duration::minutes(5), 2)
-        .await
-        .expect("third run");
+    let third = run_syncing(
+        &*store,
+        &cat,
+        None,
+        t1 + Duration::minutes(5),
+        2,
+        sync_findings,
+    )
+    .await
+    .expect("third run");
     assert_eq!((third.opened, third.resolved, third.open), (0, 0, 1));
 }
 

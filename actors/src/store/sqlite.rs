@@ -31,10 +31,14 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("sqlite/migrations/0001_init.sql")),
     (2, include_str!("sqlite/migrations/0002_facts.sql")),
     (3, include_str!("sqlite/migrations/0003_auth.sql")),
+    (
+        4,
+        include_str!("sqlite/migrations/0004_findings_resource.sql"),
+    ),
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// How long a connection waits for a lock before it reports the store busy.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -665,8 +669,8 @@ fn finding_filter(q: &FindingQuery) -> (String, Vec<Value>) {
     (sql, args)
 }
 
-/// The open findings of a uid range `(after, through]` of one cloud or all, from the
-/// partial index `findings_open_resource` alone (`+cloud` keeps SQLite off the cloud index).
+/// The open findings of a uid range `(after, through]` of one cloud or all, from the index
+/// `findings_resource` alone (`+cloud` keeps SQLite off the cloud index).
 fn open_in_range_sql(has_after: bool, has_through: bool, has_scope: bool) -> String {
     let mut sql =
         String::from("SELECT resource_uid, insight, cloud FROM findings WHERE state = 'open'");
@@ -2194,7 +2198,7 @@ mod tests {
     }
 
     #[test]
-    fn open_findings_of_a_range_come_from_the_partial_index_alone() {
+    fn open_findings_of_a_range_come_from_the_resource_index_alone() {
         let store =
             SqliteStore::open_blocking(Location::Memory, Arc::new(CredentialsCipher::ephemeral()))
                 .expect("open");
@@ -2208,10 +2212,7 @@ mod tests {
             let sql = open_in_range_sql(after, through, scope);
             let n = usize::from(after) + usize::from(through) + usize::from(scope);
             let p = plan(&conn, &sql, n);
-            assert!(
-                p.contains("COVERING INDEX findings_open_resource"),
-                "{sql}: {p}"
-            );
+            assert!(p.contains("COVERING INDEX findings_resource"), "{sql}: {p}");
             if after || through {
                 assert!(
                     p.contains("resource_uid>") || p.contains("resource_uid<"),

@@ -49,7 +49,12 @@ fn main() -> Result<()> {
 async fn run(total: u64) -> Result<()> {
     let settings = Settings::defaults().context("embedded defaults")?;
     let catalog = Catalog::builtin(&settings.compliance).context("built-in insights")?;
-    let page_size = settings.compliance.page_size;
+    let page_size = match std::env::var("BENCH_PAGE_SIZE") {
+        Ok(n) => n
+            .parse()
+            .context("BENCH_PAGE_SIZE is a number of resources")?,
+        Err(_) => settings.compliance.page_size,
+    };
 
     let dir = target_dir()?.join("bench-data");
     std::fs::create_dir_all(&dir)?;
@@ -101,25 +106,27 @@ async fn run(total: u64) -> Result<()> {
     }
     // attribution pass: reading pages vs evaluating them, and what JSON parsing costs
     let reset = reset_peak_rss();
-    let parts = attribute(&store, &catalog, page_size).await?;
-    println!(
-        "read only: {} resources in {:.3} s ({:.0} resources/s, {:.2} us/resource)",
-        parts.resources,
-        parts.read_secs,
-        parts.resources as f64 / parts.read_secs,
-        parts.read_secs * 1e6 / parts.resources as f64
-    );
-    println!(
-        "evaluate only (in memory): {:.3} s ({:.2} us/resource, {} findings)",
-        parts.eval_secs,
-        parts.eval_secs * 1e6 / parts.resources as f64,
-        parts.findings
-    );
-    println!(
-        "properties JSON parse alone (sample of {}): {:.2} us/resource",
-        parts.parse_sample,
-        parts.parse_secs * 1e6 / parts.parse_sample.max(1) as f64
-    );
+    if std::env::var_os("BENCH_NO_ATTRIBUTION").is_none() {
+        let parts = attribute(&store, &catalog, page_size).await?;
+        println!(
+            "read only: {} resources in {:.3} s ({:.0} resources/s, {:.2} us/resource)",
+            parts.resources,
+            parts.read_secs,
+            parts.resources as f64 / parts.read_secs,
+            parts.read_secs * 1e6 / parts.resources as f64
+        );
+        println!(
+            "evaluate only (in memory): {:.3} s ({:.2} us/resource, {} findings)",
+            parts.eval_secs,
+            parts.eval_secs * 1e6 / parts.resources as f64,
+            parts.findings
+        );
+        println!(
+            "properties JSON parse alone (sample of {}): {:.2} us/resource",
+            parts.parse_sample,
+            parts.parse_secs * 1e6 / parts.parse_sample.max(1) as f64
+        );
+    }
 
     // the cold run: every finding new
     let deleted = forget_findings(&db)?;
