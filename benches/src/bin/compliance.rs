@@ -13,7 +13,9 @@
 //! Must never: assert on timings (it prints figures) or touch anything outside its cache
 //! directory.
 //!
-//! Usage: `cargo run --release -p palisade-benches --bin compliance [-- RESOURCES]`.
+//! Usage: `cargo run --release -p palisade-benches --bin compliance [-- RESOURCES]`;
+//! `BENCH_PAGE_SIZE` overrides the configured scan page, `BENCH_NO_ATTRIBUTION=1` skips the
+//! attribution pass, `BENCH_STEADY_ONLY=1` runs one steady run only (for profiling).
 #![allow(clippy::print_stdout)] // a load generator's output is its figures
 
 use std::collections::BTreeMap;
