@@ -124,6 +124,9 @@ impl<'de> Deserialize<'de> for ProxyNet {
 pub struct StoreSettings {
     pub url: String,
     pub batch_size: usize,
+    /// Listing totals kept per filter for the store's current generation (exact: any
+    /// write that could change a total moves the generation); 0 counts every listing.
+    pub count_cache_entries: usize,
     /// The key that seals cloud credentials in the store: 32 bytes as base64 or 64 hex
     /// characters; see [`crate::crypto::CredentialsCipher::for_store`]. Never logged.
     pub credentials_key: String,
@@ -136,6 +139,7 @@ impl std::fmt::Debug for StoreSettings {
         f.debug_struct("StoreSettings")
             .field("url", &crate::store::mysql::redact_url(&self.url))
             .field("batch_size", &self.batch_size)
+            .field("count_cache_entries", &self.count_cache_entries)
             .field(
                 "credentials_key",
                 &if self.credentials_key.is_empty() {

@@ -148,6 +148,7 @@ impl NodeDeps {
             .map_err(|e| NodeError::Insights(e.to_string()))?;
         // resources are written with what this catalog's insights read of them
         store.keep_facts(catalog.facts());
+        store.cache_counts(settings.store.count_cache_entries);
         let proxy =
             crate::proxy::ProxyConfig::from_env().map_err(|e| NodeError::Proxy(e.to_string()))?;
         let aws = AwsHarvester::new(&settings.aws, proxy)

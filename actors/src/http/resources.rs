@@ -1,18 +1,19 @@
 //! `/v2/resources`: harvested resources, filtered and paged, and one resource with its
-//! findings.
+//! findings. Tags and properties are answered as the store holds them, JSON text passed
+//! through ([`StoredResource`]), not parsed and encoded again.
 //!
 //! Must never: load more than one page of resources (or [`LIMIT_MAX`] findings) per request.
 
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
-use palisade_proto::{CloudId, Finding, Resource, ResourceType};
+use palisade_proto::{CloudId, Finding, ResourceType};
 
 use super::error::ErrorBody;
 use super::openapi::{schema, ResourceList};
 use super::paging::{given, parse_flag, parse_sort, ListPage, Paging, LIMIT_MAX};
 use super::{ApiError, ApiState};
-use crate::store::{FindingQuery, ResourceOrder, ResourceQuery};
+use crate::store::{ResourceOrder, ResourceQuery, StoredResource};
 
 /// What `GET /v2/resources` may be sorted by; the store orders by these (see
 /// [`ResourceOrder`]), natural order `type` (then region, id).
@@ -100,7 +101,7 @@ pub(super) async fn list(
     params: web::Query<ResourceParams>,
 ) -> Result<HttpResponse, ApiError> {
     let query = params.query()?;
-    let page = state.store.list_resources(&query).await?;
+    let page = state.store.list_stored_resources(&query).await?;
     let paging = Paging {
         limit: query.limit,
         offset: query.offset,
@@ -113,7 +114,8 @@ pub(super) async fn list(
 #[schema(as = ResourceWithFindings)]
 pub(super) struct ResourceWithFindings<'a> {
     #[serde(flatten)]
-    resource: &'a Resource,
+    #[schema(value_type = palisade_proto::Resource)]
+    resource: &'a StoredResource,
     /// Its findings, open and resolved (at most 1000).
     findings: &'a [Finding],
 }
@@ -135,20 +137,20 @@ pub(super) async fn get(
     state: web::Data<ApiState>,
     key: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let resource = state.store.get_resource(&key).await?.ok_or_else(|| {
-        let shown: String = key.chars().take(64).collect();
-        ApiError::NotFound(format!("resource {shown}"))
-    })?;
+    let resource = state
+        .store
+        .get_stored_resource(&key)
+        .await?
+        .ok_or_else(|| {
+            let shown: String = key.chars().take(64).collect();
+            ApiError::NotFound(format!("resource {shown}"))
+        })?;
     let findings = state
         .store
-        .list_findings(&FindingQuery {
-            resource_uid: Some(resource.uid.clone()),
-            limit: LIMIT_MAX,
-            ..FindingQuery::default()
-        })
+        .resource_findings(&resource.uid, LIMIT_MAX)
         .await?;
     Ok(HttpResponse::Ok().json(ResourceWithFindings {
         resource: &resource,
-        findings: &findings.items,
+        findings: &findings,
     }))
 }

@@ -554,6 +554,66 @@ async fn a_resource_is_found_by_uid_or_native_id_with_its_findings() {
     assert_eq!(missing.json["code"], "not_found");
 }
 
+/// Tags and properties come back exactly as they were stored: the same JSON text, byte for
+/// byte (the API passes the stored text through), in the list and in one resource, and the
+/// rest of the resource as it serialises.
+#[actix_web::test]
+async fn resources_answer_their_stored_properties_byte_for_byte() {
+    let st = state().await;
+    let c = cloud("c1");
+    st.store.put_cloud(&c).await.expect("put cloud");
+    let mut r = resource(
+        &c.id,
+        "us-east-1",
+        ResourceType::AwsS3Bucket,
+        "odd-bucket",
+        &[("Owner", "ops"), ("note", "quote \" and \\ and é")],
+    );
+    r.properties = json!({
+        "big": 12_345_678_901_234_567u64, "neg": -7, "f": 0.1, "e": 1.5e300,
+        "s": "tab\tnewline\nquote\"emoji😀</script>", "empty": {}, "nested": [[], {}, null, true],
+        "Policy": {"Statement": [{"Effect": "Allow", "Principal": "*"}]}
+    });
+    // stores keep milliseconds
+    r.first_seen = chrono::DateTime::from_timestamp(1_700_000_000, 0).expect("time");
+    r.last_seen = r.first_seen;
+    st.store
+        .upsert_resources(vec![r.clone()])
+        .await
+        .expect("upsert");
+    let app = test::init_service(app(st.clone())).await;
+    let properties = serde_json::to_string(&r.properties).expect("encode properties");
+    let tags = serde_json::to_string(&r.tags).expect("encode tags");
+    let expected = serde_json::to_value(&r).expect("resource as json");
+
+    let list = send(&app, TestRequest::get().uri("/v2/resources?cloud=c1")).await;
+    assert_eq!(list.status, StatusCode::OK, "{}", list.json);
+    let one = send(
+        &app,
+        TestRequest::get().uri(&format!("/v2/resources/{}", r.uid)),
+    )
+    .await;
+    assert_eq!(one.status, StatusCode::OK, "{}", one.json);
+    for (what, reply, item) in [
+        ("list", &list, &list.json["items"][0]),
+        ("one", &one, &one.json),
+    ] {
+        let raw = std::str::from_utf8(&reply.raw).expect("utf-8 body");
+        assert!(
+            raw.contains(&format!("\"properties\":{properties}")),
+            "{what}: properties as stored: {raw}"
+        );
+        assert!(
+            raw.contains(&format!("\"tags\":{tags}")),
+            "{what}: tags as stored: {raw}"
+        );
+        for (field, value) in expected.as_object().expect("object") {
+            assert_eq!(&item[field], value, "{what}: {field}");
+        }
+    }
+    assert_eq!(one.json["findings"], json!([]));
+}
+
 #[actix_web::test]
 async fn insights_list_counts_open_findings_and_pages_them() {
     let st = state().await;

@@ -143,8 +143,310 @@ pub async fn all(store: SharedStore) {
     api_keys_are_found_by_hash_until_revoked(store.clone()).await;
     sessions_expire_and_end(store.clone()).await;
     audit_log_appends_and_pages_newest_first(store.clone()).await;
+    stored_resources_read_as_resources_do(store.clone()).await;
+    resource_totals_are_exact_right_after_writes(store.clone()).await;
+    finding_totals_are_exact_right_after_writes(store.clone()).await;
     // last: it names the store's facts extractor for every later write
     scan_raw_with_facts_projects_as_properties_do(store.clone()).await;
+}
+
+/// The total of a listing of `cloud`'s resources, in pages of two (so that the total is
+/// never implied by a last page), asked twice (the second may come from a count cache),
+/// through both read paths, which must agree.
+async fn resource_total(
+    store: &SharedStore,
+    cloud: &CloudId,
+    rtype: Option<ResourceType>,
+    include_deleted: bool,
+) -> u64 {
+    let query = ResourceQuery {
+        cloud: Some(cloud.clone()),
+        rtype,
+        include_deleted,
+        limit: 2,
+        ..ResourceQuery::default()
+    };
+    let first = store.list_resources(&query).await.expect("list").total;
+    let again = store
+        .list_stored_resources(&query)
+        .await
+        .expect("list stored")
+        .total;
+    assert_eq!(first, again, "{query:?}: both read paths, one total");
+    first
+}
+
+/// The stored-text read path answers what the decoded one does: each resource serialises
+/// to the same JSON (its properties byte for byte as `serde_json` wrote them), decodes to
+/// the resource stored, and one resource's findings are those its listing holds.
+pub async fn stored_resources_read_as_resources_do(store: SharedStore) {
+    let cloud = fresh_cloud("stored");
+    let mut batch = Vec::new();
+    for n in 0..5 {
+        let tags: &[(&str, &str)] = match n {
+            0 => &[],
+            1 => &[("Owner", "ops"), ("café", "crème \"brûlée\"\n")],
+            _ => &[("env", "prod")],
+        };
+        let mut r = resource(
+            &cloud,
+            ResourceType::AwsS3Bucket,
+            "us-east-1",
+            &format!("b-{n}"),
+            tags,
+            at(1),
+        );
+        if n == 1 {
+            r.properties = json!({"big": 12345678901234567u64, "neg": -7, "f": 0.1,
+                "e": 1.5e300, "s": "tab\tquote\"é😀", "empty": {}, "list": [[], {}, null]});
+        }
+        batch.push(r);
+    }
+    store.upsert_resources(batch.clone()).await.expect("upsert");
+    let query = ResourceQuery {
+        cloud: Some(cloud.clone()),
+        limit: 100,
+        ..ResourceQuery::default()
+    };
+    let decoded = store.list_resources(&query).await.expect("list");
+    let stored = store
+        .list_stored_resources(&query)
+        .await
+        .expect("list stored");
+    assert_eq!(stored.total, 5);
+    assert_eq!(decoded.total, stored.total);
+    assert_eq!(decoded.items.len(), stored.items.len());
+    for (d, s) in decoded.items.iter().zip(&stored.items) {
+        assert_eq!(
+            serde_json::to_string(s).expect("encode stored"),
+            serde_json::to_string(d).expect("encode decoded"),
+            "{}: the same JSON",
+            d.uid
+        );
+        let original = batch.iter().find(|r| r.uid == d.uid).expect("seeded");
+        assert_eq!(
+            s.properties.get(),
+            serde_json::to_string(&original.properties).expect("encode"),
+            "{}: properties as written",
+            d.uid
+        );
+        assert_eq!(&s.clone().decode().expect("decode"), original);
+    }
+    let one = &batch[1];
+    for key in [one.uid.as_str(), one.id.as_str()] {
+        let got = store
+            .get_stored_resource(key)
+            .await
+            .expect("get stored")
+            .expect("found");
+        assert_eq!(got.uid, one.uid, "{key}");
+        assert_eq!(&got.decode().expect("decode"), one, "{key}");
+    }
+    assert!(store
+        .get_stored_resource("no-such-resource")
+        .await
+        .expect("get stored")
+        .is_none());
+
+    let insights = [fresh_insight("stored-a"), fresh_insight("stored-b")];
+    store
+        .upsert_findings(insights.iter().map(|i| finding(i, one, at(2))).collect())
+        .await
+        .expect("findings");
+    let listed = store
+        .list_findings(&FindingQuery {
+            resource_uid: Some(one.uid.clone()),
+            limit: 100,
+            ..FindingQuery::default()
+        })
+        .await
+        .expect("list findings");
+    assert_eq!(listed.total, 2);
+    assert_eq!(
+        store
+            .resource_findings(&one.uid, 100)
+            .await
+            .expect("resource findings"),
+        listed.items
+    );
+    assert_eq!(
+        store
+            .resource_findings(&one.uid, 1)
+            .await
+            .expect("resource findings")
+            .len(),
+        1,
+        "at most the limit"
+    );
+}
+
+/// A resource listing's `total` is exact right after each write, however often the same
+/// listing was answered before: inserts, a deletion sweep, a revival, a deleted cloud; and
+/// a listing whose total its last page implies agrees with one that counts.
+pub async fn resource_totals_are_exact_right_after_writes(store: SharedStore) {
+    let cloud = fresh_cloud("totals");
+    let instance = Some(ResourceType::AwsEc2Instance);
+    let instances = |range: std::ops::Range<u32>, seen: i64| -> Vec<Resource> {
+        range
+            .map(|n| {
+                resource(
+                    &cloud,
+                    ResourceType::AwsEc2Instance,
+                    "us-east-1",
+                    &format!("i-{n}"),
+                    &[],
+                    at(seen),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(resource_total(&store, &cloud, None, false).await, 0);
+    store
+        .upsert_resources(instances(0..5, 1))
+        .await
+        .expect("insert");
+    assert_eq!(resource_total(&store, &cloud, None, false).await, 5);
+    assert_eq!(resource_total(&store, &cloud, instance, false).await, 5);
+
+    store
+        .upsert_resources(instances(5..8, 1))
+        .await
+        .expect("insert more");
+    assert_eq!(resource_total(&store, &cloud, None, false).await, 8);
+    assert_eq!(resource_total(&store, &cloud, instance, false).await, 8);
+
+    // a harvest at 10 sees two of them; the sweep marks the other six deleted
+    store
+        .upsert_resources(instances(0..2, 10))
+        .await
+        .expect("refresh");
+    assert_eq!(resource_total(&store, &cloud, None, false).await, 8);
+    let sweep = DeletionSweep {
+        cloud: cloud.clone(),
+        rtype: ResourceType::AwsEc2Instance,
+        region: Some("us-east-1".into()),
+        seen_before: at(5),
+        now: at(11),
+    };
+    assert_eq!(store.mark_deleted(&sweep).await.expect("sweep"), 6);
+    assert_eq!(resource_total(&store, &cloud, None, false).await, 2);
+    assert_eq!(resource_total(&store, &cloud, instance, false).await, 2);
+    assert_eq!(resource_total(&store, &cloud, None, true).await, 8);
+
+    // a later harvest sees one of the deleted again
+    store
+        .upsert_resources(instances(6..7, 20))
+        .await
+        .expect("revive");
+    assert_eq!(resource_total(&store, &cloud, None, false).await, 3);
+    assert_eq!(resource_total(&store, &cloud, instance, false).await, 3);
+    assert_eq!(resource_total(&store, &cloud, None, true).await, 8);
+
+    // a last page implies the total, which a later count agrees with
+    let whole = ResourceQuery {
+        cloud: Some(cloud.clone()),
+        limit: 100,
+        ..ResourceQuery::default()
+    };
+    let last = store.list_stored_resources(&whole).await.expect("whole");
+    assert_eq!((last.total, last.items.len()), (3, 3));
+    let beyond = ResourceQuery {
+        offset: 50,
+        ..whole.clone()
+    };
+    let empty = store.list_stored_resources(&beyond).await.expect("beyond");
+    assert_eq!((empty.total, empty.items.len()), (3, 0));
+
+    // the cloud was never put: its resources go all the same
+    store.delete_cloud(&cloud).await.expect("delete cloud");
+    assert_eq!(resource_total(&store, &cloud, None, true).await, 0);
+}
+
+/// A finding listing's `total` is exact right after each write: findings opened, resolved,
+/// reopened and synced, however often the same listing was answered before.
+pub async fn finding_totals_are_exact_right_after_writes(store: SharedStore) {
+    let cloud = fresh_cloud("finding-totals");
+    let insight = fresh_insight("totals");
+    let resources: Vec<Resource> = (0..4)
+        .map(|n| {
+            resource(
+                &cloud,
+                ResourceType::AwsS3Bucket,
+                "us-east-1",
+                &format!("b-{n}"),
+                &[],
+                at(1),
+            )
+        })
+        .collect();
+    store
+        .upsert_resources(resources.clone())
+        .await
+        .expect("resources");
+    let total = |state: Option<FindingState>| {
+        let store = &store;
+        let query = FindingQuery {
+            insight: Some(insight.clone()),
+            state,
+            limit: 1,
+            ..FindingQuery::default()
+        };
+        async move {
+            let first = store.list_findings(&query).await.expect("list").total;
+            let again = store.list_findings(&query).await.expect("list again").total;
+            assert_eq!(first, again, "{query:?}");
+            first
+        }
+    };
+    assert_eq!(total(None).await, 0);
+    store
+        .upsert_findings(
+            resources[..3]
+                .iter()
+                .map(|r| finding(&insight, r, at(2)))
+                .collect(),
+        )
+        .await
+        .expect("open three");
+    assert_eq!(total(None).await, 3);
+    assert_eq!(total(Some(FindingState::Open)).await, 3);
+
+    // two are seen again later; the third is resolved
+    store
+        .upsert_findings(
+            resources[..2]
+                .iter()
+                .map(|r| finding(&insight, r, at(10)))
+                .collect(),
+        )
+        .await
+        .expect("seen again");
+    assert_eq!(
+        store
+            .resolve_findings(Some(&cloud), at(5), at(11))
+            .await
+            .expect("resolve"),
+        1
+    );
+    assert_eq!(total(Some(FindingState::Open)).await, 2);
+    assert_eq!(total(Some(FindingState::Resolved)).await, 1);
+    assert_eq!(total(None).await, 3);
+
+    // a compliance run over the cloud finds the fourth bucket and no longer the first
+    let holding: Vec<Finding> = resources[1..]
+        .iter()
+        .map(|r| finding(&insight, r, at(20)))
+        .collect();
+    store
+        .sync_findings(Some(&cloud), None, None, holding, at(20))
+        .await
+        .expect("sync");
+    assert_eq!(total(Some(FindingState::Open)).await, 3);
+    assert_eq!(total(Some(FindingState::Resolved)).await, 1);
+    assert_eq!(total(None).await, 4);
+
+    store.delete_cloud(&cloud).await.expect("delete cloud");
+    assert_eq!(total(None).await, 0);
 }
 
 /// After [`Store::keep_facts`], a `scan_raw` that asks for the catalog's facts yields, for

@@ -5,12 +5,15 @@
 //! [`open`] and [`migrate`], which pick the backend a `store.url` names, and the stored
 //! form of cloud credentials: sealed with the store's [`CredentialsCipher`] on every
 //! write, opened on every read, and plaintext rows of earlier versions sealed when a
-//! store opens ([`open_with`]). The embedded
+//! store opens ([`open_with`]). Also the API's read form of a resource ([`StoredResource`],
+//! tags and properties as stored text) and the [`CountCache`] of exact listing totals each
+//! backend keeps per generation. The embedded
 //! backend is SQLite ([`sqlite`]); the cluster's backend is MySQL ([`mysql`]); both pass the
 //! same contract suite ([`contract`]).
 //!
 //! Must never: hold a resource set in memory that grows with the estate (scans are keyset
-//! pages; harvest writes arrive in batches), write credentials unsealed, or quote stored
+//! pages; harvest writes arrive in batches), answer a listing total counted at another
+//! generation than the store's current one, write credentials unsealed, or quote stored
 //! credentials in an error or a log line.
 
 pub mod mysql;
@@ -20,8 +23,10 @@ pub mod sqlite;
 pub mod contract;
 
 use async_trait::async_trait;
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use serde::Serialize;
+use serde_json::value::RawValue;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use tracing::{info, warn};
 
@@ -54,6 +59,189 @@ pub enum StoreError {
 pub struct Page<T> {
     pub total: u64,
     pub items: Vec<T>,
+}
+
+/// A resource as the API answers it: its tags and properties are the stored JSON text,
+/// passed through without being parsed into values and encoded again. It serialises
+/// exactly as the [`Resource`] it was stored from (stores write tags and properties as
+/// `serde_json` encodes them, and read them back as written).
+#[derive(Clone, Debug, Serialize)]
+pub struct StoredResource {
+    pub uid: ResourceUid,
+    pub cloud: CloudId,
+    pub provider: Provider,
+    pub account: String,
+    pub region: String,
+    #[serde(rename = "type")]
+    pub rtype: ResourceType,
+    pub id: String,
+    pub name: String,
+    /// A JSON object of strings.
+    pub tags: Box<RawValue>,
+    /// The API's own description of the resource, as stored.
+    pub properties: Box<RawValue>,
+    pub first_seen: Timestamp,
+    pub last_seen: Timestamp,
+    pub deleted_at: Option<Timestamp>,
+}
+
+impl StoredResource {
+    /// The stored form of a decoded resource (for a backend without a text read path).
+    pub fn encode(r: &Resource) -> Result<StoredResource, StoreError> {
+        let json = |what: &str, text: serde_json::Result<String>| {
+            text.and_then(RawValue::from_string)
+                .map_err(|e| StoreError::Query(format!("encode {what} of {}: {e}", r.uid)))
+        };
+        Ok(StoredResource {
+            uid: r.uid.clone(),
+            cloud: r.cloud.clone(),
+            provider: r.provider,
+            account: r.account.clone(),
+            region: r.region.clone(),
+            rtype: r.rtype,
+            id: r.id.clone(),
+            name: r.name.clone(),
+            tags: json("tags", serde_json::to_string(&r.tags))?,
+            properties: json("properties", serde_json::to_string(&r.properties))?,
+            first_seen: r.first_seen,
+            last_seen: r.last_seen,
+            deleted_at: r.deleted_at,
+        })
+    }
+
+    /// The resource with its tags and properties parsed.
+    pub fn decode(self) -> Result<Resource, StoreError> {
+        let corrupt = |what: &str, e: serde_json::Error| {
+            StoreError::Corrupt(format!("resource {}: {what}: {e}", self.uid))
+        };
+        let tags = match self.tags.get() {
+            "{}" => BTreeMap::new(),
+            text => serde_json::from_str(text).map_err(|e| corrupt("tags", e))?,
+        };
+        let properties =
+            serde_json::from_str(self.properties.get()).map_err(|e| corrupt("properties", e))?;
+        Ok(Resource {
+            uid: self.uid,
+            cloud: self.cloud,
+            provider: self.provider,
+            account: self.account,
+            region: self.region,
+            rtype: self.rtype,
+            id: self.id,
+            name: self.name,
+            tags,
+            properties,
+            first_seen: self.first_seen,
+            last_seen: self.last_seen,
+            deleted_at: self.deleted_at,
+        })
+    }
+}
+
+/// Listing totals an interface node keeps by default (see [`CountCache`]).
+pub const COUNT_CACHE_ENTRIES: usize = 256;
+
+/// Longest filter key a [`CountCache`] keeps, in bytes (tag filters are client text).
+const COUNT_KEY_MAX: usize = 1024;
+
+/// The exact totals of recent listings, per filter, valid for one **generation** of the
+/// store: a number the store advances whenever a write that could change a total has
+/// committed (each backend says how). A total is answered from here only for the
+/// generation it was counted at, so it is as exact as a `COUNT(*)`: the first listing
+/// after any such write counts again. Bounded: at most its capacity of filters, all
+/// dropped when the generation moves.
+#[derive(Debug)]
+pub(crate) struct CountCache {
+    state: Mutex<CountState>,
+}
+
+#[derive(Debug)]
+struct CountState {
+    capacity: usize,
+    generation: u64,
+    totals: HashMap<String, u64>,
+}
+
+impl CountCache {
+    pub(crate) fn new(capacity: usize) -> CountCache {
+        CountCache {
+            state: Mutex::new(CountState {
+                capacity,
+                generation: 0,
+                totals: HashMap::new(),
+            }),
+        }
+    }
+
+    /// Keep at most `capacity` totals (0: none, every listing counts).
+    pub(crate) fn set_capacity(&self, capacity: usize) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.capacity = capacity;
+        s.totals.clear();
+        s.totals.shrink_to_fit();
+    }
+
+    /// The total of filter `key` counted at `generation`, if it is kept.
+    pub(crate) fn get(&self, generation: u64, key: &str) -> Option<u64> {
+        let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if s.generation != generation {
+            return None;
+        }
+        s.totals.get(key).copied()
+    }
+
+    /// Keep the total of filter `key`, counted at `generation`. Another generation
+    /// replaces every kept total (a store's generations only move forward, but a listing
+    /// that read an older one may finish late: that costs a count, never a wrong total).
+    pub(crate) fn put(&self, generation: u64, key: &str, total: u64) {
+        if key.len() > COUNT_KEY_MAX {
+            return;
+        }
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if s.capacity == 0 {
+            return;
+        }
+        if s.generation != generation {
+            s.generation = generation;
+            s.totals.clear();
+        }
+        if s.totals.len() >= s.capacity && !s.totals.contains_key(key) {
+            // any one: the cache holds the filters of one generation, a short time
+            if let Some(old) = s.totals.keys().next().cloned() {
+                s.totals.remove(&old);
+            }
+        }
+        s.totals.insert(key.to_owned(), total);
+    }
+}
+
+/// Where a listing's total came from, counted as `palisade_list_totals_total{source}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TotalSource {
+    /// The page was the last one: its offset plus its length.
+    Page,
+    /// The [`CountCache`], for the store's current generation.
+    Cache,
+    /// A `COUNT(*)`.
+    Count,
+}
+
+impl TotalSource {
+    pub(crate) fn record(self) {
+        let source = match self {
+            TotalSource::Page => "page",
+            TotalSource::Cache => "cache",
+            TotalSource::Count => "count",
+        };
+        crate::metrics::inc("palisade_list_totals_total", &[("source", source)]);
+    }
+}
+
+/// The total a page implies on its own: a page shorter than its limit that holds rows (or
+/// starts at offset 0) is the last one, so the matches are its offset plus its rows.
+pub(crate) fn total_of_last_page(offset: u64, limit: u32, rows: usize) -> Option<u64> {
+    let rows = rows as u64;
+    (rows < u64::from(limit) && (rows > 0 || offset == 0)).then(|| offset.saturating_add(rows))
 }
 
 /// Filters for listing resources. Deleted resources are left out unless asked for.
@@ -104,6 +292,24 @@ impl ResourceOrder {
 }
 
 impl ResourceQuery {
+    /// The filters alone, as a [`CountCache`] key: queries with one key have one total.
+    pub(crate) fn count_key(&self) -> String {
+        format!(
+            "{:?} {:?} {:?} {:?} {}",
+            self.cloud.as_ref().map(CloudId::as_str),
+            self.rtype.map(ResourceType::as_str),
+            self.region,
+            self.tag,
+            self.include_deleted
+        )
+    }
+
+    /// Whether an index yields this listing's rows in its order: the natural order of live
+    /// resources, which both live-resource indexes hold after their equality prefix.
+    pub(crate) fn live_in_index_order(&self) -> bool {
+        self.order == ResourceOrder::Type && !self.include_deleted
+    }
+
     /// The `ORDER BY` list of this listing (both backends' SQL). Columns the filters fix
     /// to one value are left out: the order is the same, and an index that has them as an
     /// equality prefix then yields rows in order without a sort.
@@ -189,6 +395,17 @@ pub enum FindingOrder {
 pub(crate) const REPORTED_LAST_SEEN: &str = "reported_last_seen";
 
 impl FindingQuery {
+    /// The filters alone, as a [`CountCache`] key: queries with one key have one total.
+    pub(crate) fn count_key(&self) -> String {
+        format!(
+            "{:?} {:?} {:?} {:?}",
+            self.insight.as_ref().map(InsightId::as_str),
+            self.resource_uid.as_ref().map(ResourceUid::as_str),
+            self.cloud.as_ref().map(CloudId::as_str),
+            self.state.map(FindingState::as_str)
+        )
+    }
+
     /// The `ORDER BY` list of this listing (both backends' SQL).
     pub(crate) fn order_by(&self) -> String {
         let lead: &[&str] = match self.order {
@@ -470,6 +687,35 @@ pub(crate) fn resource_from_row(row: &impl StoredRow) -> Result<Resource, StoreE
         name: row.text(7)?.to_owned(),
         tags,
         properties,
+        first_seen: time_from_ms(row.int(8)?, "first_seen")?,
+        last_seen: time_from_ms(row.int(9)?, "last_seen")?,
+        deleted_at: row
+            .opt_int(10)?
+            .map(|v| time_from_ms(v, "deleted_at"))
+            .transpose()?,
+    })
+}
+
+/// A row of the same columns as [`resource_from_row`]'s as a [`StoredResource`]: the tags
+/// and properties are checked to be JSON, not parsed into values.
+pub(crate) fn stored_resource_from_row(row: &impl StoredRow) -> Result<StoredResource, StoreError> {
+    let uid = row.text(0)?;
+    let json = |what: &str, idx: usize| -> Result<Box<RawValue>, StoreError> {
+        RawValue::from_string(row.text(idx)?.to_owned())
+            .map_err(|e| StoreError::Corrupt(format!("resource {uid}: {what}: {e}")))
+    };
+    let (provider, rtype) = stored_kind(uid, row.text(2)?, row.text(5)?)?;
+    Ok(StoredResource {
+        uid: ResourceUid(uid.to_owned()),
+        cloud: CloudId(row.text(1)?.to_owned()),
+        provider,
+        account: row.text(3)?.to_owned(),
+        region: row.text(4)?.to_owned(),
+        rtype,
+        id: row.text(6)?.to_owned(),
+        name: row.text(7)?.to_owned(),
+        tags: json("tags", 11)?,
+        properties: json("properties", 12)?,
         first_seen: time_from_ms(row.int(8)?, "first_seen")?,
         last_seen: time_from_ms(row.int(9)?, "last_seen")?,
         deleted_at: row
@@ -846,6 +1092,31 @@ pub trait Store: Send + Sync + 'static {
     async fn list_resources(&self, query: &ResourceQuery) -> Result<Page<Resource>, StoreError>;
     /// One resource by Palisade uid, or else by the cloud's own id when that is unambiguous.
     async fn get_resource(&self, key: &str) -> Result<Option<Resource>, StoreError>;
+    /// The listing of [`Store::list_resources`] with tags and properties as stored text: the
+    /// API's read path. `total` is exact: counted from the data the page was read from, or
+    /// taken from the store's [`CountCache`] for the generation the page was read at (the
+    /// backends override this; the default encodes decoded resources).
+    async fn list_stored_resources(
+        &self,
+        query: &ResourceQuery,
+    ) -> Result<Page<StoredResource>, StoreError> {
+        let page = self.list_resources(query).await?;
+        Ok(Page {
+            total: page.total,
+            items: page
+                .items
+                .iter()
+                .map(StoredResource::encode)
+                .collect::<Result<_, _>>()?,
+        })
+    }
+    /// [`Store::get_resource`] with tags and properties as stored text.
+    async fn get_stored_resource(&self, key: &str) -> Result<Option<StoredResource>, StoreError> {
+        self.get_resource(key)
+            .await?
+            .map(|r| StoredResource::encode(&r))
+            .transpose()
+    }
     /// Live resources ordered by uid, after `after`, at most `limit`: a keyset page.
     async fn scan_resources(
         &self,
@@ -921,8 +1192,28 @@ pub trait Store: Send + Sync + 'static {
     /// Findings; the `last_seen` of an open one is the later of its stored value and the
     /// latest completed compliance run covering it (see [`Store::sync_findings`]).
     async fn list_findings(&self, query: &FindingQuery) -> Result<Page<Finding>, StoreError>;
+    /// The findings of one resource, open and resolved, at most `limit`, in the natural
+    /// order of [`Store::list_findings`], without counting them all.
+    async fn resource_findings(
+        &self,
+        uid: &ResourceUid,
+        limit: u32,
+    ) -> Result<Vec<Finding>, StoreError> {
+        let query = FindingQuery {
+            resource_uid: Some(uid.clone()),
+            limit,
+            ..FindingQuery::default()
+        };
+        Ok(self.list_findings(&query).await?.items)
+    }
     /// Open findings per insight.
     async fn count_open_findings(&self) -> Result<BTreeMap<InsightId, u64>, StoreError>;
+    /// Keep the totals of up to `entries` listing filters of each kind (resources,
+    /// findings) for the store's current generation ([`CountCache`]; 0: count every
+    /// listing). Stores start with [`COUNT_CACHE_ENTRIES`]; one without a cache ignores it.
+    fn cache_counts(&self, entries: usize) {
+        let _ = entries;
+    }
 
     /// Cheap liveness check for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;

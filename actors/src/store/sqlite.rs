@@ -22,6 +22,7 @@ use rusqlite::{
 };
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 use tracing::{debug, info, warn};
@@ -211,19 +212,36 @@ struct Inner {
     facts: std::sync::RwLock<Option<Arc<dyn Facts>>>,
     /// Seals and opens the credentials of clouds.
     cipher: Arc<crate::crypto::CredentialsCipher>,
+    /// The store's generation for the [`CountCache`]s: advanced after every write of this
+    /// process (in [`SqliteStore::write`], before the writer is released) and whenever a
+    /// reader finds that the file changed since it last looked, which is how the commits
+    /// of another process show (see [`SqliteStore::read_listing`]).
+    generation: AtomicU64,
+    /// Totals of resource listings, per filter, for one generation.
+    resource_counts: CountCache,
+    /// Totals of finding listings, per filter, for one generation.
+    finding_counts: CountCache,
 }
 
 /// Reader connections to a WAL database, opened on demand, a few kept idle.
 struct ReaderPool {
     path: PathBuf,
-    idle: Mutex<Vec<Connection>>,
+    idle: Mutex<Vec<Reader>>,
+}
+
+/// A reader connection and the `PRAGMA data_version` it last read, none before its first
+/// listing: the value changes when another connection (this process's writer, or another
+/// process) has committed since.
+struct Reader {
+    conn: Connection,
+    data_version: Option<i64>,
 }
 
 impl ReaderPool {
-    fn take(&self) -> Result<Connection, StoreError> {
+    fn take(&self) -> Result<Reader, StoreError> {
         let pooled = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         match pooled {
-            Some(conn) => Ok(conn),
+            Some(reader) => Ok(reader),
             None => {
                 let conn = Connection::open_with_flags(
                     &self.path,
@@ -235,15 +253,18 @@ impl ReaderPool {
                     .map_err(|e| unavailable("configure reader", e))?;
                 conn.pragma_update(None, "cache_size", -READER_CACHE_KIB)
                     .map_err(|e| unavailable("configure reader", e))?;
-                Ok(conn)
+                Ok(Reader {
+                    conn,
+                    data_version: None,
+                })
             }
         }
     }
 
-    fn give(&self, conn: Connection) {
+    fn give(&self, reader: Reader) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < MAX_IDLE_READERS {
-            idle.push(conn);
+            idle.push(reader);
         }
     }
 }
@@ -378,6 +399,9 @@ impl SqliteStore {
                 readers,
                 facts: std::sync::RwLock::new(None),
                 cipher,
+                generation: AtomicU64::new(0),
+                resource_counts: CountCache::new(COUNT_CACHE_ENTRIES),
+                finding_counts: CountCache::new(COUNT_CACHE_ENTRIES),
             }),
         })
     }
@@ -391,9 +415,9 @@ impl SqliteStore {
         let inner = Arc::clone(&self.inner);
         let result = tokio::task::spawn_blocking(move || match &inner.readers {
             Some(pool) => {
-                let conn = pool.take()?;
-                let out = f(&conn);
-                pool.give(conn);
+                let reader = pool.take()?;
+                let out = f(&reader.conn);
+                pool.give(reader);
                 out
             }
             None => {
@@ -410,7 +434,54 @@ impl SqliteStore {
         count_error(op, result)
     }
 
-    /// Run `f` on the writer connection in a blocking task.
+    /// Run a listing `f` on a reader connection in a blocking task, with the generation
+    /// whose [`CountCache`] entries it may use and fill: none when totals must be counted.
+    ///
+    /// The generation is read before the listing's snapshot begins, so a total counted
+    /// under it includes every write that had advanced it. A reader whose `data_version`
+    /// moved since its last listing has seen a commit that no generation may cover yet (one
+    /// of another process): it advances the generation and counts. Every commit is thus
+    /// seen by each reader's next listing, and by the generation before any later reader
+    /// of the same connection relies on it.
+    async fn read_listing<T, F>(&self, op: &'static str, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &Inner, Option<u64>) -> Result<T, StoreError> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        let result = tokio::task::spawn_blocking(move || match &inner.readers {
+            Some(pool) => {
+                let mut reader = pool.take()?;
+                let generation = inner.generation.load(Ordering::SeqCst);
+                let out = data_version(&reader.conn).and_then(|version| {
+                    let unchanged = reader.data_version.replace(version) == Some(version);
+                    if !unchanged {
+                        inner.generation.fetch_add(1, Ordering::SeqCst);
+                    }
+                    f(&reader.conn, &inner, unchanged.then_some(generation))
+                });
+                pool.give(reader);
+                out
+            }
+            None => {
+                // in memory: one connection, and every write advances the generation
+                // before it lets go of it
+                let conn = inner.writer.lock().unwrap_or_else(|p| p.into_inner());
+                let generation = inner.generation.load(Ordering::SeqCst);
+                f(&conn, &inner, Some(generation))
+            }
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(StoreError::Unavailable(format!(
+                "{op}: store task failed: {e}"
+            )))
+        });
+        count_error(op, result)
+    }
+
+    /// Run `f` on the writer connection in a blocking task; then advance the generation
+    /// (see [`Inner::generation`]), whatever `f` did, before the writer is released.
     async fn write<T, F>(&self, op: &'static str, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -419,7 +490,9 @@ impl SqliteStore {
         let inner = Arc::clone(&self.inner);
         let result = tokio::task::spawn_blocking(move || {
             let mut conn = inner.writer.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut conn)
+            let out = f(&mut conn);
+            inner.generation.fetch_add(1, Ordering::SeqCst);
+            out
         })
         .await
         .unwrap_or_else(|e| {
@@ -531,6 +604,13 @@ fn collect<T>(
     Ok(out)
 }
 
+/// `PRAGMA data_version` of a connection: it changes when another connection commits.
+fn data_version(conn: &Connection) -> Result<i64, StoreError> {
+    conn.prepare_cached("PRAGMA data_version")
+        .and_then(|mut s| s.query_row([], |r| r.get(0)))
+        .map_err(|e| query("read data_version", e))
+}
+
 fn count(conn: &Connection, sql: &str, args: &[Value]) -> Result<u64, StoreError> {
     let mut stmt = conn.prepare_cached(sql).map_err(|e| query("prepare", e))?;
     let n: i64 = stmt
@@ -540,7 +620,8 @@ fn count(conn: &Connection, sql: &str, args: &[Value]) -> Result<u64, StoreError
 }
 
 /// A paged listing of one table: the page and the total of all matches, read in one
-/// transaction so that the two agree.
+/// transaction so that the two agree (or the total from a [`CountCache`] for the
+/// generation the listing started at, see [`SqliteStore::read_listing`]).
 struct Listing<'a> {
     table: &'a str,
     columns: &'a str,
@@ -550,6 +631,9 @@ struct Listing<'a> {
     /// The page's own `WHERE`, when it must steer the planner differently from the
     /// count's (the same conditions and arguments).
     page_filter: Option<&'a str>,
+    /// Where totals of this listing are kept, its filter key and the generation it may
+    /// use (none: count); none for a listing whose totals are not kept.
+    totals: Option<(&'a CountCache, String, Option<u64>)>,
 }
 
 impl Listing<'_> {
@@ -565,17 +649,34 @@ impl Listing<'_> {
         let tx = conn
             .unchecked_transaction()
             .map_err(|e| query("begin listing", e))?;
-        let total = count(
-            &tx,
-            &format!("SELECT COUNT(*) FROM {}{filter}", self.table),
-            &args,
-        )?;
         let page_filter = self.page_filter.unwrap_or(filter);
         let sql = page_sql(self.table, self.columns, page_filter, self.order, self.key);
+        let filter_args = args.len();
         args.push(Value::Integer(i64::from(limit)));
         args.push(Value::Integer(to_i64(offset)));
         let cap = usize::try_from(limit).unwrap_or(0).min(1000);
         let items = collect(&tx, &sql, params_from_iter(args.iter()), cap, decode)?;
+        args.truncate(filter_args);
+        let kept = self
+            .totals
+            .as_ref()
+            .and_then(|(cache, key, generation)| generation.map(|g| (*cache, key.as_str(), g)));
+        let (total, source) = match total_of_last_page(offset, limit, items.len()) {
+            Some(n) => (n, TotalSource::Page),
+            None => match kept.and_then(|(cache, key, g)| cache.get(g, key)) {
+                Some(n) => (n, TotalSource::Cache),
+                None => {
+                    let sql = format!("SELECT COUNT(*) FROM {}{filter}", self.table);
+                    (count(&tx, &sql, &args)?, TotalSource::Count)
+                }
+            },
+        };
+        if self.totals.is_some() {
+            source.record();
+        }
+        if let (Some((cache, key, g)), TotalSource::Page | TotalSource::Count) = (kept, source) {
+            cache.put(g, key, total);
+        }
         Ok(Page { total, items })
     }
 }
@@ -924,23 +1025,49 @@ impl Store for SqliteStore {
     }
 
     async fn list_resources(&self, q: &ResourceQuery) -> Result<Page<Resource>, StoreError> {
+        let page = self.list_stored_resources(q).await?;
+        Ok(Page {
+            total: page.total,
+            items: page
+                .items
+                .into_iter()
+                .map(StoredResource::decode)
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    async fn get_resource(&self, key: &str) -> Result<Option<Resource>, StoreError> {
+        self.get_stored_resource(key)
+            .await?
+            .map(StoredResource::decode)
+            .transpose()
+    }
+
+    async fn list_stored_resources(
+        &self,
+        q: &ResourceQuery,
+    ) -> Result<Page<StoredResource>, StoreError> {
         let (filter, args) = resource_filter(q);
         let (limit, offset, order) = (q.limit, q.offset, q.order_by());
         let page_filter = resource_page_filter(q, &filter);
-        self.read("list_resources", move |conn| {
+        let key = q.count_key();
+        self.read_listing("list_resources", move |conn, inner, generation| {
             let listing = Listing {
                 table: "resources",
                 columns: RESOURCE_COLUMNS,
                 order: &order,
                 key: Some("uid"),
                 page_filter: page_filter.as_deref(),
+                totals: Some((&inner.resource_counts, key, generation)),
             };
-            listing.page(conn, &filter, args, limit, offset, |r| resource_from_row(r))
+            listing.page(conn, &filter, args, limit, offset, |r| {
+                stored_resource_from_row(r)
+            })
         })
         .await
     }
 
-    async fn get_resource(&self, key: &str) -> Result<Option<Resource>, StoreError> {
+    async fn get_stored_resource(&self, key: &str) -> Result<Option<StoredResource>, StoreError> {
         let key = key.to_owned();
         self.read("get_resource", move |conn| {
             let by_uid = collect(
@@ -948,7 +1075,7 @@ impl Store for SqliteStore {
                 &format!("SELECT {RESOURCE_COLUMNS} FROM resources WHERE uid = ?1"),
                 params![key],
                 1,
-                |r| resource_from_row(r),
+                |r| stored_resource_from_row(r),
             )?;
             if let Some(r) = by_uid.into_iter().next() {
                 return Ok(Some(r));
@@ -961,7 +1088,7 @@ impl Store for SqliteStore {
                 ),
                 params![key],
                 2,
-                |r| resource_from_row(r),
+                |r| stored_resource_from_row(r),
             )?;
             Ok(if by_id.len() == 1 { by_id.pop() } else { None })
         })
@@ -1249,7 +1376,8 @@ impl Store for SqliteStore {
     async fn list_findings(&self, q: &FindingQuery) -> Result<Page<Finding>, StoreError> {
         let (filter, args) = finding_filter(q);
         let (limit, offset, order) = (q.limit, q.offset, q.order_by());
-        self.read("list_findings", move |conn| {
+        let key = q.count_key();
+        self.read_listing("list_findings", move |conn, inner, generation| {
             let columns = listed_finding_columns();
             let listing = Listing {
                 table: "findings",
@@ -1257,10 +1385,41 @@ impl Store for SqliteStore {
                 order: &order,
                 key: None,
                 page_filter: None,
+                totals: Some((&inner.finding_counts, key, generation)),
             };
             listing.page(conn, &filter, args, limit, offset, |r| finding_from_row(r))
         })
         .await
+    }
+
+    async fn resource_findings(
+        &self,
+        uid: &ResourceUid,
+        limit: u32,
+    ) -> Result<Vec<Finding>, StoreError> {
+        let query = FindingQuery {
+            resource_uid: Some(uid.clone()),
+            ..FindingQuery::default()
+        };
+        let (filter, mut args) = finding_filter(&query);
+        let sql = format!(
+            "SELECT {} FROM findings{filter} ORDER BY {} LIMIT ?",
+            listed_finding_columns(),
+            query.order_by()
+        );
+        args.push(Value::Integer(i64::from(limit)));
+        self.read("resource_findings", move |conn| {
+            let cap = usize::try_from(limit).unwrap_or(0).min(16);
+            collect(conn, &sql, params_from_iter(args.iter()), cap, |r| {
+                finding_from_row(r)
+            })
+        })
+        .await
+    }
+
+    fn cache_counts(&self, entries: usize) {
+        self.inner.resource_counts.set_capacity(entries);
+        self.inner.finding_counts.set_capacity(entries);
     }
 
     async fn count_open_findings(&self) -> Result<BTreeMap<InsightId, u64>, StoreError> {
@@ -1531,6 +1690,7 @@ impl Store for SqliteStore {
                 order: "id DESC",
                 key: None,
                 page_filter: None,
+                totals: None,
             }
             .page(conn, "", Vec::new(), limit, offset, |r| audit_from_row(r))
         })
@@ -2021,6 +2181,51 @@ mod tests {
             .await
             .expect("count");
         assert_eq!(counts.get(&ResourceType::AwsEc2Instance), Some(&2000));
+    }
+
+    /// Another process's commits (here: a second store on the same file, with a writer of
+    /// its own) reach listing totals at once, though this store's own writer never saw
+    /// them: its readers notice the file changed (`data_version`).
+    #[tokio::test]
+    async fn totals_see_the_writes_of_another_process_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (url, _) = file_url(&dir);
+        let ours = open(&url).await.expect("open");
+        let theirs = open(&url).await.expect("open again");
+        let cloud = fresh_cloud("other-process");
+        let query = ResourceQuery {
+            cloud: Some(cloud.clone()),
+            limit: 1,
+            ..ResourceQuery::default()
+        };
+        let batch = |from: u32, to: u32| -> Vec<Resource> {
+            (from..to)
+                .map(|n| {
+                    resource(
+                        &cloud,
+                        ResourceType::AwsEc2Instance,
+                        "us-east-1",
+                        &format!("i-{n}"),
+                        &[],
+                        at(1),
+                    )
+                })
+                .collect()
+        };
+        ours.upsert_resources(batch(0, 3)).await.expect("upsert");
+        for (writer, from, to) in [(&ours, 0, 0), (&theirs, 3, 5), (&theirs, 5, 9)] {
+            writer
+                .upsert_resources(batch(from, to))
+                .await
+                .expect("upsert");
+            // listings at once, on many readers, each asked twice
+            for _ in 0..2 {
+                let lists = (0..MAX_IDLE_READERS).map(|_| ours.list_stored_resources(&query));
+                for page in futures::future::join_all(lists).await {
+                    assert_eq!(page.expect("list").total, u64::from(to.max(3)));
+                }
+            }
+        }
     }
 
     #[tokio::test]
