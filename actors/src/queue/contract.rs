@@ -2,8 +2,9 @@
 //!
 //! Owns: one `pub async fn` per promise of the trait (priority order, FIFO within a
 //! priority, dedupe of recurring jobs, status through the life cycle, done and failed
-//! outcomes, stats, close, and the batch methods: `enqueue_many`, `take_many`,
-//! `finish_and_take`), and the tests that run each against both implementations.
+//! outcomes, stats, close, the batch methods: `enqueue_many`, `take_many`,
+//! `finish_and_take`, and giving back unstarted jobs), and the tests that run each against
+//! both implementations.
 //! Each check gets a fresh, empty queue whose failed jobs are final (the Redis queue is
 //! built with `max_attempts` 1; its retries have their own tests in `redis_tests.rs`).
 //!
@@ -378,6 +379,60 @@ pub async fn finish_and_take_acknowledges_then_takes(q: &dyn JobQueue) {
     assert_eq!((s.p2.done, s.p2.running, s.p2.depth), (1, 1, 0));
 }
 
+/// A taker holding jobs it has not started (a worker's prefetch) learns from its next call
+/// that a p0 job waits, gives them back, and then takes the p0 job first: the given-back
+/// jobs are at the head of their priority, in the order given, ahead of older queued ones,
+/// and not running. Giving back a job that is no longer running changes nothing.
+pub async fn given_back_jobs_return_to_the_head_after_a_p0(q: &dyn JobQueue) {
+    for id in ["a", "b", "c", "d"] {
+        assert!(enqueue(q, job(id, JobPriority::P2, false, "c1")).await);
+    }
+    // `a` runs; `b` and `c` are prefetched
+    let taken = q.take_many("n", 3, Duration::ZERO).await.expect("take");
+    assert_eq!(ids(&taken), ["a", "b", "c"]);
+    assert!(enqueue(q, job("z", JobPriority::P0, false, "c1")).await);
+    let batch = q
+        .finish_and_take(vec![(JobId("a".into()), done())], "n", 0, Duration::ZERO)
+        .await
+        .expect("finish");
+    assert!(batch.p0_waiting, "the answer says a p0 job waits");
+    assert!(batch.jobs.is_empty());
+    let back = vec![
+        (JobId("b".into()), JobOutcome::GivenBack),
+        (JobId("c".into()), JobOutcome::GivenBack),
+    ];
+    let batch = q
+        .finish_and_take(back, "n", 1, Duration::ZERO)
+        .await
+        .expect("give back and take");
+    assert_eq!(ids(&batch.jobs), ["z"], "the p0 job is taken first");
+    assert!(!batch.p0_waiting && batch.unknown.is_empty());
+    let b = q.status(&JobId("b".into())).await.expect("status");
+    let b = b.expect("known");
+    assert_eq!(
+        (b.state, b.node, b.started_at),
+        (JobState::Queued, None, None)
+    );
+    let s = q.stats().await.expect("stats");
+    assert_eq!((s.p2.depth, s.p2.running, s.p2.done), (3, 0, 1));
+    assert_eq!((s.p0.running, s.p0.depth), (1, 0));
+    // a finished job given back stays finished
+    let batch = q
+        .finish_and_take(
+            vec![(JobId("a".into()), JobOutcome::GivenBack)],
+            "n",
+            0,
+            Duration::ZERO,
+        )
+        .await
+        .expect("give back a finished job");
+    assert!(batch.unknown.is_empty());
+    let a = q.status(&JobId("a".into())).await.expect("status");
+    assert_eq!(a.expect("known").state, JobState::Done);
+    let rest = q.take_many("n2", 10, Duration::ZERO).await.expect("take");
+    assert_eq!(ids(&rest), ["b", "c", "d"]);
+}
+
 /// `enqueue_many` answers per job as `enqueue` would, and keeps the order given.
 pub async fn enqueue_many_answers_per_job_in_order(q: &dyn JobQueue) {
     let queued = q
@@ -446,5 +501,6 @@ mod tests {
         take_many_waits_for_the_first_job,
         finish_and_take_acknowledges_then_takes,
         enqueue_many_answers_per_job_in_order,
+        given_back_jobs_return_to_the_head_after_a_p0,
     );
 }

@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 
 use palisade_proto::{Job, JobId, JobPriority, JobState, JobStatus, Timestamp};
 
-use super::{Fence, JobOutcome, JobQueue, QueueError, QueueStats, Recurring, CANCELLED};
+use super::{Batch, Fence, JobOutcome, JobQueue, QueueError, QueueStats, Recurring, CANCELLED};
 
 /// How many recent jobs per priority the wait and run means are taken over.
 const RECENT: usize = 100;
@@ -103,6 +103,28 @@ impl MemoryQueue {
         }
         Ok(None)
     }
+
+    /// Put a running job back at the head of its priority, as if never taken; a job that
+    /// is not running is left as it is.
+    fn give_back(&self, id: &JobId) -> Result<(), QueueError> {
+        {
+            let mut inner = self.lock();
+            let status = inner
+                .statuses
+                .get_mut(id)
+                .ok_or_else(|| QueueError::UnknownJob(id.clone()))?;
+            if status.state != JobState::Running {
+                return Ok(());
+            }
+            status.state = JobState::Queued;
+            status.started_at = None;
+            status.node = None;
+            let p = status.job.priority;
+            inner.waiting[p.index()].push_front(id.clone());
+        }
+        self.wake.notify_one();
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -186,6 +208,9 @@ impl JobQueue for MemoryQueue {
     }
 
     async fn finish(&self, id: &JobId, outcome: JobOutcome) -> Result<(), QueueError> {
+        if outcome == JobOutcome::GivenBack {
+            return self.give_back(id);
+        }
         let mut inner = self.lock();
         let now = chrono::Utc::now();
         let status = inner
@@ -193,6 +218,7 @@ impl JobQueue for MemoryQueue {
             .get_mut(id)
             .ok_or_else(|| QueueError::UnknownJob(id.clone()))?;
         let (state, error, counts) = match outcome {
+            JobOutcome::GivenBack => return Ok(()), // given back above
             JobOutcome::Done { counts } => (JobState::Done, None, counts),
             JobOutcome::Failed { error, counts } => (JobState::Failed, Some(error), counts),
             JobOutcome::Cancelled => (
@@ -275,6 +301,31 @@ impl JobQueue for MemoryQueue {
     async fn close(&self) {
         self.lock().closed = true;
         self.wake.notify_waiters();
+    }
+
+    async fn finish_and_take(
+        &self,
+        finished: Vec<(JobId, JobOutcome)>,
+        node: &str,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Batch, QueueError> {
+        let mut batch = Batch::default();
+        // Outcomes in order; given-back jobs last to first, so the first given back ends
+        // up at the head of its priority, as the Redis queue puts them.
+        let (back, ended): (Vec<_>, Vec<_>) = finished
+            .into_iter()
+            .partition(|(_, outcome)| *outcome == JobOutcome::GivenBack);
+        for (id, outcome) in ended.into_iter().chain(back.into_iter().rev()) {
+            match self.finish(&id, outcome).await {
+                Ok(()) => {}
+                Err(QueueError::UnknownJob(id)) => batch.unknown.push(id),
+                Err(e) => return Err(e),
+            }
+        }
+        batch.jobs = self.take_many(node, max, wait).await?;
+        batch.p0_waiting = !self.lock().waiting[JobPriority::P0.index()].is_empty();
+        Ok(batch)
     }
 }
 

@@ -35,7 +35,7 @@ pub enum QueueError {
 /// The error a cancelled job is recorded with.
 pub const CANCELLED: &str = "cancelled by request";
 
-/// How a job ended.
+/// How a taken job ended, or that it is given back unstarted.
 #[derive(Clone, Debug, PartialEq)]
 pub enum JobOutcome {
     Done {
@@ -48,6 +48,11 @@ pub enum JobOutcome {
     /// Cancelled on request while it ran: failed for good, never retried (a queue that
     /// keeps dead letters keeps it there, to be queued again by hand).
     Cancelled,
+    /// Never started: the taker gives the job back (a worker's prefetched job that a p0
+    /// job overtakes). It goes back to the head of its priority as if never taken: its
+    /// lease dropped, the attempt not counted, no outcome recorded. A job whose lease the
+    /// taker no longer holds (it lapsed, or the job was finished) is left as it is.
+    GivenBack,
 }
 
 /// One priority's figures for the queue status view.
@@ -120,6 +125,9 @@ pub enum Recurring {
 pub struct Batch {
     pub jobs: Vec<Job>,
     pub unknown: Vec<JobId>,
+    /// p0 jobs were ready, and not taken, when the call ended: a taker holding jobs it has
+    /// not started gives back its p1 and p2 ones. False when the queue cannot tell.
+    pub p0_waiting: bool,
 }
 
 /// A priority job queue with job status.
@@ -145,7 +153,7 @@ pub trait JobQueue: Send + Sync + 'static {
     /// Take the next job for `node`: p0 before p1 before p2, oldest first within a
     /// priority. Waits up to `wait` for one to arrive.
     async fn take(&self, node: &str, wait: Duration) -> Result<Option<Job>, QueueError>;
-    /// Record how a taken job ended.
+    /// Record how a taken job ended, or give it back unstarted ([`JobOutcome::GivenBack`]).
     async fn finish(&self, id: &JobId, outcome: JobOutcome) -> Result<(), QueueError>;
     /// A job's status, while queued, running, or recently finished.
     async fn status(&self, id: &JobId) -> Result<Option<JobStatus>, QueueError>;
@@ -194,8 +202,10 @@ pub trait JobQueue: Send + Sync + 'static {
         Ok(jobs)
     }
 
-    /// Record how taken jobs ended (as [`JobQueue::finish`] does, in order), then take up
-    /// to `max` more as [`JobQueue::take_many`] does: a worker pool's one call per turn.
+    /// Record how taken jobs ended (as [`JobQueue::finish`] does, in order; given-back jobs
+    /// go back before anything is taken), then take up to `max` more as
+    /// [`JobQueue::take_many`] does: a worker pool's one call per turn, which also says
+    /// whether p0 jobs are left waiting ([`Batch::p0_waiting`]).
     /// An error means some outcomes may not be recorded: their jobs run again once their
     /// leases lapse.
     async fn finish_and_take(

@@ -11,7 +11,8 @@
 //!   lease lapsed goes back on the left, a failed one that is retried on the right.
 //! - `P job:<id>`: hash: `body` (the [`Job`] as JSON, readable in redis-cli), `prio`,
 //!   `state`, `queued`, `started`, `finished`, `node`, `attempts` (times taken), `lease`
-//!   (the taker's token), `error` (the last one), `counts` (JSON), `dkey` (dedupe key).
+//!   (the taker's token; '' once done), `error` (the last one), `counts` (JSON), `dkey`
+//!   (dedupe key).
 //!   Finished jobs expire after the history TTL; dead letters do not.
 //! - `P leases`: sorted set of running job ids, scored by lease expiry.
 //! - `P dedupe`: hash dedupe key -> id of the recurring job that holds it.
@@ -23,7 +24,11 @@
 //!   `P totals`: done and failed counters per priority.
 //!
 //! One script call does a worker pool's whole turn (`finish_and_take`: acknowledge what
-//! finished, take up to one job per free slot), and one queues a batch (`enqueue_many`).
+//! finished, give back prefetched jobs it will not start, take up to one job per free
+//! slot and one ahead per slot while its jobs are short, and say whether p0 jobs are left
+//! waiting), and one queues a batch (`enqueue_many`). A turn's bookkeeping is batched: one
+//! ZREM and one ZADD on `P leases`, one LPOP per priority (Redis 6.2+), one push of the
+//! recent wait and run times, whatever the number of jobs.
 //! An idle taker parks: a job queued while nothing else is ready is leased to it inside the
 //! enqueue script and handed over on its BLPOP, one hop instead of a wake-up and a take; a
 //! job that becomes ready otherwise nudges one parked taker to look. A hand-off that never
@@ -175,11 +180,13 @@ local function wake(now)
   deliver(w.token, '')
   return true
 end
--- Lease queued job `id` (hash `h`, fields read) to `node`; its wait goes into waits[p].
-local function lease_job(id, h, p, queued, attempts, node, token, lease, now, waits)
+-- Lease queued job `id` (hash `h`, fields read) to `node`; its wait goes into `waits`, its
+-- lease expiry and id into `leased` (the caller adds them to `P leases` in one ZADD).
+local function lease_job(id, h, queued, attempts, node, token, lease, now, waits, leased)
   redis.call('HSET', h, 'state', 'running', 'node', node, 'started', int(now),
     'lease', token, 'attempts', int(attempts + 1))
-  redis.call('ZADD', pfx .. 'leases', int(now + lease), id)
+  leased[#leased + 1] = int(now + lease)
+  leased[#leased + 1] = id
   local q = tonumber(queued or now) or now
   waits[#waits + 1] = int(math.max(0, now - q))
 end
@@ -236,33 +243,78 @@ local function reap(now, max_attempts, ttl)
   return n
 end
 -- Take up to `max` ready jobs, p0 first, oldest first, leased to `node` under `token`;
--- appends id, body of each to `out`. Returns how many it took.
-local function take_jobs(max, node, token, lease, now, out)
+-- appends id, body of each to `out`. With `pop_many` (Redis 6.2+), ids are popped several
+-- at a time (LPOP with a count). Returns how many it took, and whether p0 jobs are still
+-- ready after it.
+local function take_jobs(max, node, token, lease, now, out, pop_many)
   local n = 0
+  local p0_left = nil
+  local leased = {}
   for _, p in ipairs(PRIOS) do
     if n >= max then break end
     local key = ready_key(p)
     local waits = {}
+    local emptied = false
     while n < max do
-      local id = redis.call('LPOP', key)
-      if not id then break end
-      local h = job_key(id)
-      local f = redis.call('HMGET', h, 'state', 'queued', 'attempts', 'body')
-      -- an id whose job was acknowledged or expired meanwhile is skipped
-      if f[1] == 'queued' then
-        lease_job(id, h, p, f[2], tonumber(f[3] or 0) or 0, node, token, lease, now, waits)
-        out[#out + 1] = id
-        out[#out + 1] = f[4] or ''
-        n = n + 1
+      local ids
+      if pop_many then
+        local want = max - n
+        ids = redis.call('LPOP', key, want)
+        if not ids then
+          emptied = true
+          break
+        end
+        if #ids < want then emptied = true end
+      else
+        local id = redis.call('LPOP', key)
+        if not id then
+          emptied = true
+          break
+        end
+        ids = {id}
       end
+      for _, id in ipairs(ids) do
+        local h = job_key(id)
+        local f = redis.call('HMGET', h, 'state', 'queued', 'attempts', 'body')
+        -- an id whose job was acknowledged or expired meanwhile is skipped
+        if f[1] == 'queued' then
+          lease_job(id, h, f[2], tonumber(f[3] or 0) or 0, node, token, lease, now, waits, leased)
+          out[#out + 1] = id
+          out[#out + 1] = f[4] or ''
+          n = n + 1
+        end
+      end
+      if emptied then break end
     end
+    if p == 'p0' and emptied then p0_left = false end
     push_recent(pfx .. 'waits:' .. p, waits)
   end
+  if #leased > 0 then redis.call('ZADD', pfx .. 'leases', unpack(leased)) end
   -- Pass the wake-up on while work is left, so every parked taker gets a turn.
   if n > 0 and redis.call('ZCARD', pfx .. 'waiters') > 0 and not ready_is_empty() then
     wake(now)
   end
-  return n
+  if p0_left == nil then p0_left = redis.call('LLEN', ready_key('p0')) > 0 end
+  return n, p0_left
+end
+-- Give back job `id`, taken under `token` and not started: to the head of its priority
+-- (the caller pushes the ids in `back`, per priority, in the order given), as if never
+-- taken: its lease dropped and the attempt not counted. 'returned', or 'finished' when the
+-- job is no longer running under that lease (finished, or lapsed and taken again).
+local function give_back(id, token, back)
+  local h = job_key(id)
+  local f = redis.call('HMGET', h, 'state', 'lease', 'attempts', 'prio')
+  if not f[1] then return 'unknown' end
+  if f[1] ~= 'running' or f[2] ~= token then return 'finished' end
+  redis.call('HSET', h, 'state', 'queued', 'attempts', int(math.max(0, (tonumber(f[3]) or 1) - 1)))
+  redis.call('HDEL', h, 'lease', 'started', 'node')
+  local ids = back[f[4]]
+  if not ids then
+    ids = {}
+    back[f[4]] = ids
+  end
+  ids[#ids + 1] = id
+  return 'returned'
 end
 -- Record one outcome; `acc` gathers run times and done counts per priority. Returns
 -- 'unknown', 'finished' (already), 'done', 'retried' or 'dead'. A retried job waits in its
@@ -270,11 +322,11 @@ end
 -- the reaper makes it ready again.
 local function finish_job(id, outcome, err, counts, node, max_attempts, ttl, backoff, now, acc)
   local h = job_key(id)
-  local f = redis.call('HMGET', h, 'state', 'prio', 'started', 'attempts', 'dkey')
+  local f = redis.call('HMGET', h, 'state', 'prio', 'started', 'attempts', 'dkey', 'error')
   local st, prio, dkey = f[1], f[2], f[5]
   if not st then return 'unknown' end
   if not is_active(st) then return 'finished' end
-  redis.call('ZREM', pfx .. 'leases', id)
+  acc.unleased[#acc.unleased + 1] = id
   if f[3] then
     local runs = acc.runs[prio]
     runs[#runs + 1] = int(math.max(0, now - tonumber(f[3])))
@@ -287,8 +339,9 @@ local function finish_job(id, outcome, err, counts, node, max_attempts, ttl, bac
   if outcome == 'done' then
     -- acknowledged: never run again, even if a lapsed lease queued it meanwhile
     if st == 'queued' then redis.call('LREM', ready_key(prio), 0, id) end
-    redis.call('HSET', h, 'state', 'done', 'finished', int(now), unpack(fields))
-    redis.call('HDEL', h, 'lease', 'error')
+    -- the lease is blanked in the same HSET (a command less than HDEL per job)
+    redis.call('HSET', h, 'state', 'done', 'finished', int(now), 'lease', '', unpack(fields))
+    if f[6] then redis.call('HDEL', h, 'error') end
     release_dedupe(dkey, id)
     acc.done[prio] = acc.done[prio] + 1
     redis.call('EXPIRE', h, ttl)
@@ -367,8 +420,9 @@ local function enqueue_one(id, prio, body, dkey, queued)
     if empty then
       local w = next_waiter(now)
       if w then
-        local waits = {}
-        lease_job(id, h, prio, queued, 0, w.node, w.token, w.lease, now, waits)
+        local waits, leased = {}, {}
+        lease_job(id, h, queued, 0, w.node, w.token, w.lease, now, waits, leased)
+        redis.call('ZADD', pfx .. 'leases', unpack(leased))
         push_recent(pfx .. 'waits:' .. prio, waits)
         deliver(w.token, string.len(id) .. ':' .. id .. body)
         return 1
@@ -394,35 +448,64 @@ return out
 );
 
 /// ARGV: prefix, node, lease ms, lease token, reap first ('1'/'0'), max attempts, TTL s,
-/// retry backoff ms, how many to take, park ms (0: do not park), how many finished, then
-/// per finished job: id, 'done'|'failed', error, counts JSON, node ('' to keep), max
-/// attempts (0 dead-letters a failure at once).
-/// Records the outcomes, then takes up to the number asked, leased to `node` under the
-/// token. When it takes none and park ms is not 0, `node` parks as a waiter under the same
-/// token for that long: an enqueue hands it a job on `P hand:<token>`.
-/// Returns the outcome of each finished job ('unknown', 'finished', 'done', 'retried',
-/// 'dead'), then id, body of each job taken.
+/// retry backoff ms, how many to take, park ms (0: do not park), how many finished, pop
+/// several ids a call ('1', Redis 6.2+, else '0'), then per finished job: id,
+/// 'done'|'failed'|'back', error (for 'back': the lease token it was taken under), counts
+/// JSON, node ('' to keep), max attempts (0 dead-letters a failure at once).
+/// Records the outcomes and gives back the 'back' jobs (taken, never started: to the head
+/// of their priority, in the order given), then takes up to the number asked, leased to
+/// `node` under the token. When it takes none and park ms is not 0, `node` parks as a
+/// waiter under the same token for that long: an enqueue hands it a job on `P hand:<token>`.
+/// Returns '1' when p0 jobs are ready (not taken) at the end, else '0'; then the outcome of
+/// each finished job ('unknown', 'finished', 'done', 'retried', 'dead', 'returned'); then
+/// id, body of each job taken.
 const FINISH_TAKE: &str = concat!(
     lua_prelude!(),
     r#"
 local node, lease, token = ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local ttl, backoff = tonumber(ARGV[7]), tonumber(ARGV[8]) or 0
 local max, park, nfin = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
+local pop_many = ARGV[12] == '1'
 local now = now_ms()
-local out = {}
-local acc = {runs = {p0 = {}, p1 = {}, p2 = {}}, done = {p0 = 0, p1 = 0, p2 = 0}}
+local out = {'0'}
+local acc = {runs = {p0 = {}, p1 = {}, p2 = {}}, done = {p0 = 0, p1 = 0, p2 = 0}, unleased = {}}
+local back = {}
+local returned = 0
 for k = 0, nfin - 1 do
-  local b = 12 + k * 6
-  out[k + 1] = finish_job(ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4],
-    tonumber(ARGV[b + 5]), ttl, backoff, now, acc)
+  local b = 13 + k * 6
+  if ARGV[b + 1] == 'back' then
+    out[k + 2] = give_back(ARGV[b], ARGV[b + 2], back)
+    if out[k + 2] == 'returned' then
+      acc.unleased[#acc.unleased + 1] = ARGV[b]
+      returned = returned + 1
+    end
+  else
+    out[k + 2] = finish_job(ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4],
+      tonumber(ARGV[b + 5]), ttl, backoff, now, acc)
+  end
+end
+if #acc.unleased > 0 then redis.call('ZREM', pfx .. 'leases', unpack(acc.unleased)) end
+for p, ids in pairs(back) do
+  -- LPUSH puts the last one first: push in reverse to keep the order given
+  local rev = {}
+  for i = #ids, 1, -1 do rev[#rev + 1] = ids[i] end
+  redis.call('LPUSH', ready_key(p), unpack(rev))
 end
 for _, p in ipairs(PRIOS) do
   push_recent(pfx .. 'runs:' .. p, acc.runs[p])
   if acc.done[p] > 0 then redis.call('HINCRBY', pfx .. 'totals', 'done:' .. p, acc.done[p]) end
 end
 if ARGV[5] == '1' then reap(now, tonumber(ARGV[6]), ttl) end
-if max > 0 and take_jobs(max, node, token, lease, now, out) == 0 and park > 0 then
-  redis.call('ZADD', pfx .. 'waiters', int(now + park), int(lease) .. ':' .. token .. ':' .. node)
+if max > 0 then
+  local n, p0_left = take_jobs(max, node, token, lease, now, out, pop_many)
+  if p0_left then out[1] = '1' end
+  if n == 0 and park > 0 then
+    redis.call('ZADD', pfx .. 'waiters', int(now + park), int(lease) .. ':' .. token .. ':' .. node)
+  end
+else
+  if redis.call('LLEN', ready_key('p0')) > 0 then out[1] = '1' end
+  -- given-back jobs are ready again: nudge parked takers, one each
+  while returned > 0 and wake(now) do returned = returned - 1 end
 end
 return out
 "#
@@ -708,6 +791,8 @@ struct Core {
     shown_url: String,
     /// Redis 6+ takes fractional BLPOP timeouts; Redis 5 only whole seconds.
     fractional_waits: bool,
+    /// Redis 6.2+ pops several ids with one LPOP.
+    pop_many: bool,
     closed: AtomicBool,
     close_signal: Notify,
     born: Instant,
@@ -764,12 +849,15 @@ fn pool(url: &str, size: usize, response_timeout: Option<Duration>) -> Result<Po
         .map_err(|e| e.to_string())
 }
 
-/// The major version in an `INFO server` answer.
-fn server_major(info: &str) -> Option<u32> {
-    info.lines()
-        .find_map(|l| l.strip_prefix("redis_version:"))
-        .and_then(|v| v.trim().split('.').next())
-        .and_then(|m| m.parse().ok())
+/// The major and minor version in an `INFO server` answer.
+fn server_version(info: &str) -> Option<(u32, u32)> {
+    let v = info
+        .lines()
+        .find_map(|l| l.strip_prefix("redis_version:"))?;
+    let mut parts = v.trim().split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next().and_then(|m| m.parse().ok()).unwrap_or(0);
+    Some((major, minor))
 }
 
 async fn load_script(
@@ -867,7 +955,7 @@ impl RedisQueue {
             .query_async(&mut conn)
             .await
             .map_err(|e| fail("no answer", &e))?;
-        let major = server_major(&info).unwrap_or(0);
+        let (major, minor) = server_version(&info).unwrap_or((0, 0));
         let scripts = Scripts::load(&mut conn)
             .await
             .map_err(|e| fail("script not loaded", &e))?;
@@ -880,6 +968,7 @@ impl RedisQueue {
             opts,
             shown_url,
             fractional_waits: major >= 6,
+            pop_many: (major, minor) >= (6, 2),
             closed: AtomicBool::new(false),
             close_signal: Notify::new(),
             born: Instant::now(),
@@ -1148,13 +1237,25 @@ impl Core {
     /// outcome does not reach Redis, the lease lapses and the job runs again, rather than
     /// being held for ever by a lease nobody finishes.
     fn ack(&self, id: JobId, outcome: &JobOutcome) -> Result<Ack, QueueError> {
-        let node = self
-            .lock_leases()
-            .remove(&id)
-            .map(|lease| lease.node)
-            .unwrap_or_default();
+        let held = self.lock_leases().remove(&id);
+        if let JobOutcome::GivenBack = outcome {
+            // only a job still leased under the token it was taken with goes back
+            let token = held
+                .map(|lease| lease.token.to_string())
+                .unwrap_or_default();
+            return Ok(Ack {
+                id,
+                kind: "back",
+                error: token,
+                counts: String::new(),
+                node: String::new(),
+                max_attempts: 0,
+            });
+        }
+        let node = held.map(|lease| lease.node).unwrap_or_default();
         let no_counts = BTreeMap::new();
         let (kind, error, counts, max_attempts) = match outcome {
+            JobOutcome::GivenBack => ("back", "", &no_counts, 0),
             JobOutcome::Done { counts } => ("done", "", counts, self.opts.max_attempts),
             JobOutcome::Failed { error, counts } => {
                 ("failed", error.as_str(), counts, self.opts.max_attempts)
@@ -1196,7 +1297,8 @@ impl Core {
                     .arg(millis(self.opts.retry_backoff))
                     .arg(max)
                     .arg(park.map_or(0, millis))
-                    .arg(acks.len());
+                    .arg(acks.len())
+                    .arg(if self.pop_many { "1" } else { "0" });
                 for a in acks {
                     c.arg(a.id.as_str())
                         .arg(a.kind)
@@ -1208,7 +1310,7 @@ impl Core {
             })
             .await?;
         let whole_pairs = reply
-            .get(acks.len()..)
+            .get(1 + acks.len()..)
             .is_some_and(|taken| taken.chunks_exact(2).remainder().is_empty());
         if !whole_pairs {
             return Err(self.unavailable(op, "the finish-and-take script answered short"));
@@ -1289,9 +1391,13 @@ impl Core {
             let reply = self
                 .finish_take_script(op, &acks, node, max, &token, park)
                 .await?;
-            for (ack, outcome) in acks.iter().zip(&reply) {
+            batch.p0_waiting = reply.first().is_some_and(|flag| flag == "1");
+            for (ack, outcome) in acks.iter().zip(&reply[1..]) {
                 match outcome.as_str() {
                     "unknown" => batch.unknown.push(ack.id.clone()),
+                    "finished" if ack.kind == "back" => {
+                        tracing::debug!(job = %ack.id, "job not given back: its lease lapsed or it was finished")
+                    }
                     "finished" => tracing::debug!(job = %ack.id, "job was already finished"),
                     "dead" => {
                         tracing::warn!(job = %ack.id, "job dead-lettered after its last attempt")
@@ -1299,7 +1405,7 @@ impl Core {
                     _ => {}
                 }
             }
-            let taken = &reply[acks.len()..];
+            let taken = &reply[1 + acks.len()..];
             acks.clear();
             let token: Arc<str> = token.into();
             for pair in taken.chunks_exact(2) {
@@ -1676,7 +1782,8 @@ mod tests {
     #[test]
     fn server_version_is_read_from_info() {
         let info = "# Server\r\nredis_version:7.0.15\r\nredis_mode:standalone\r\n";
-        assert_eq!(server_major(info), Some(7));
-        assert_eq!(server_major("nothing"), None);
+        assert_eq!(server_version(info), Some((7, 0)));
+        assert_eq!(server_version("redis_version:6.2.14\r\n"), Some((6, 2)));
+        assert_eq!(server_version("nothing"), None);
     }
 }

@@ -175,6 +175,78 @@ async fn a_lapsed_lease_hands_the_job_to_another_node() {
     assert_eq!((st.state, st.error), (JobState::Done, None));
 }
 
+/// A worker pool prefetches while its jobs are short: its node dies while `hold` runs and
+/// `next` is leased to it, not started. Both leases lapse and another node runs both
+/// (at least once), `next` for the first time.
+#[tokio::test]
+async fn a_dead_pools_prefetched_job_runs_elsewhere_once_its_lease_lapses() {
+    use crate::scheduler::worker::{run_slots, SlotControl};
+    use palisade_proto::Job;
+    use std::sync::{Arc, Mutex};
+
+    let scratch = Scratch::new("prefetch_lapse");
+    let node_a = Arc::new(scratch.queue(short_lease(&scratch)).await);
+    let node_b = scratch.queue(short_lease(&scratch)).await;
+    let mut jobs: Vec<Job> = (0..8)
+        .map(|k| job(&format!("s{k}"), JobPriority::P2, false, "c1"))
+        .collect();
+    jobs.push(job("hold", JobPriority::P2, false, "c1"));
+    jobs.push(job("next", JobPriority::P2, false, "c1"));
+    let queued = node_a.enqueue_many(jobs).await.expect("enqueue");
+    assert!(queued.iter().all(|q| *q));
+    let started = Arc::new(Mutex::new(Vec::<String>::new()));
+    let runner = {
+        let started = started.clone();
+        move |job: Job| {
+            started.lock().expect("lock").push(job.id.0.clone());
+            let hold = job.id.as_str() == "hold";
+            async move {
+                if hold {
+                    // node-a dies before this job ends
+                    std::future::pending::<()>().await;
+                }
+                done()
+            }
+        }
+    };
+    let shared: super::SharedQueue = node_a.clone();
+    let pool = run_slots(shared, "node-a".into(), 1, SlotControl::default(), runner);
+    let prefetched = async {
+        until_state(&node_b, "hold", JobState::Running).await;
+        until_state(&node_b, "next", JobState::Running).await;
+    };
+    tokio::select! {
+        () = pool => panic!("the pool stopped by itself"),
+        () = prefetched => {}
+    }
+    // the pool is dropped with the select: node-a is dead, its leases are not renewed
+    assert!(!started.lock().expect("lock").iter().any(|id| id == "next"));
+    drop(node_a);
+    let mut rerun = Vec::new();
+    while rerun.len() < 2 {
+        let again = node_b.take("node-b", Duration::from_secs(10)).await;
+        let again = again.expect("take").expect("a lapsed job");
+        node_b.finish(&again.id, done()).await.expect("finish");
+        rerun.push(again.id.0);
+    }
+    rerun.sort();
+    assert_eq!(rerun, ["hold", "next"]);
+    let st = node_b
+        .status(&JobId("next".into()))
+        .await
+        .expect("status")
+        .expect("known");
+    assert_eq!(
+        (st.state, st.node.as_deref(), st.error),
+        (JobState::Done, Some("node-b"), None)
+    );
+    let stats = node_b.stats().await.expect("stats");
+    assert_eq!(
+        (stats.p2.done, stats.p2.running, stats.p2.depth),
+        (10, 0, 0)
+    );
+}
+
 #[tokio::test]
 async fn a_lapsed_job_goes_back_to_the_front_of_its_priority() {
     let scratch = Scratch::new("lapse_front");

@@ -2,23 +2,37 @@
 //!
 //! Owns: `scheduler.workers` job slots on this node ([`run_slots`]: one loop that takes
 //! jobs for all free slots in one queue call and acknowledges finished ones in the same
-//! call), the count of running jobs, and acknowledging every job it takes (done or failed,
-//! never silently dropped). After a harvest it queues the p1 compliance run for that cloud.
+//! call), the count of running jobs, and acknowledging every job it takes (done, failed,
+//! or given back unstarted; never silently dropped). After a harvest it queues the p1
+//! compliance run for that cloud.
 //!
-//! Must never: run more jobs at once than it has slots, take a job for a slot that is not
-//! free (a p0 job queued meanwhile would wait behind it), or run a harvest or an evaluation
-//! itself: it sends them to the harvester and compliance actors, so that a crash there
-//! fails one job and not the worker.
+//! The prefetch rule: while the pool's jobs are short (the last run and the moving mean
+//! under [`PREFETCH_RUN_MAX`], 1 ms), each slot may hold ONE more job, taken under lease
+//! in the same queue call that acknowledges the previous ones, and started without a
+//! round trip when the slot frees. A p0 job queued meanwhile waits for at most that one
+//! short job: a prefetched p1/p2 job is given back (to the head of its priority, lease
+//! dropped, attempt not counted; `palisade_jobs_given_back_total{reason="p0"}`) as soon
+//! as a call's answer says p0 jobs wait or the bus brings a p0 `JobEnqueued` wake-up, and
+//! after a job that ran long the prefetched one waits for the next call's answer before
+//! it starts. Long jobs: no prefetch. A draining pool gives back every prefetched job
+//! (`reason="drain"`); one that dies leaves them leased, and they run elsewhere once
+//! their leases lapse (at least once).
+//!
+//! Must never: run more jobs at once than it has slots, hold more than one unstarted job
+//! per slot, or hold any while its jobs run long (a p0 job queued meanwhile would wait
+//! behind it), start a prefetched p1/p2 job once it knows a p0 job waits, or run a harvest
+//! or an evaluation itself: it sends them to the harvester and compliance actors, so that
+//! a crash there fails one job and not the worker.
 
 use actix::{Actor, ActorFutureExt, AsyncContext, Context, WrapFuture};
 use futures::stream::{FuturesUnordered, StreamExt};
 use futures::FutureExt;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use palisade_proto::{ClusterEvent, Job, JobId, JobKind, JobPriority};
 use tokio::sync::Notify;
@@ -107,8 +121,28 @@ impl Actor for WorkerActor {
         let control = SlotControl {
             draining: deps.draining.clone(),
             drained: deps.drained.clone(),
+            p0_queued: Arc::new(Notify::new()),
             running: deps.running.clone(),
         };
+        // p0 wake-ups from the bus: the pool gives back prefetched p1/p2 jobs
+        let mut events = deps.bus.subscribe();
+        let p0_queued = control.p0_queued.clone();
+        let wake_ups = async move {
+            use tokio::sync::broadcast::error::RecvError;
+            loop {
+                match events.recv().await {
+                    Ok(ClusterEvent::JobEnqueued {
+                        priority: JobPriority::P0,
+                        ..
+                    }) => p0_queued.notify_waiters(),
+                    Ok(_) => {}
+                    // events were lost, a p0 wake-up maybe among them
+                    Err(RecvError::Lagged(_)) => p0_queued.notify_waiters(),
+                    Err(RecvError::Closed) => return,
+                }
+            }
+        };
+        ctx.spawn(wake_ups.into_actor(self));
         let slots = run_slots(
             deps.queue.clone(),
             deps.node.clone(),
@@ -128,13 +162,17 @@ impl Actor for WorkerActor {
     }
 }
 
-/// What stops a slot pool, and what it reports.
+/// What stops a slot pool, what wakes it, and what it reports.
 #[derive(Clone, Default)]
 pub struct SlotControl {
     /// Set when the node drains: running jobs finish, and no more are taken.
     pub draining: Arc<AtomicBool>,
     /// Notified when `draining` is set, so that a pool waiting for a job stops waiting.
     pub drained: Arc<Notify>,
+    /// Notified (`notify_waiters`) when a p0 job is queued anywhere (the bus's
+    /// `JobEnqueued` wake-up): a pool holding prefetched p1/p2 jobs gives them back. A lost
+    /// wake-up costs latency only: the pool's next queue call says whether p0 jobs wait.
+    pub p0_queued: Arc<Notify>,
     /// Jobs running now (started and not yet ended).
     pub running: Arc<AtomicUsize>,
 }
@@ -169,6 +207,42 @@ fn queue_call(
     })
 }
 
+/// A pool prefetches (holds one taken, unstarted job per slot) only while its jobs run
+/// shorter than this: a p0 job queued meanwhile then waits at most one short job.
+pub const PREFETCH_RUN_MAX: Duration = Duration::from_millis(1);
+
+/// The recent run times of a pool's jobs: the last one, and a moving mean (weight 1/8).
+#[derive(Default)]
+struct RunTimes {
+    last: Option<Duration>,
+    mean_secs: f64,
+}
+
+impl RunTimes {
+    fn record(&mut self, ran: Duration) {
+        self.mean_secs = match self.last {
+            None => ran.as_secs_f64(),
+            Some(_) => self.mean_secs + (ran.as_secs_f64() - self.mean_secs) / 8.0,
+        };
+        self.last = Some(ran);
+    }
+
+    /// True while both the last run and the mean are under [`PREFETCH_RUN_MAX`]; false
+    /// before any job ran.
+    fn short(&self) -> bool {
+        self.last.is_some_and(|last| {
+            last < PREFETCH_RUN_MAX && self.mean_secs < PREFETCH_RUN_MAX.as_secs_f64()
+        })
+    }
+}
+
+/// Give `job`, taken and not started, back to the queue with the next call.
+fn give_back(acks: &mut Vec<(JobId, JobOutcome)>, job: Job, reason: &'static str) {
+    tracing::debug!(job = %job.id, priority = %job.priority, reason, "prefetched job given back");
+    crate::metrics::inc("palisade_jobs_given_back_total", &[("reason", reason)]);
+    acks.push((job.id, JobOutcome::GivenBack));
+}
+
 /// Run `slots` jobs at a time from `queue` for `node`, each with `run`, until `control`
 /// drains the pool; then let the running jobs finish, acknowledge them and return.
 ///
@@ -176,7 +250,17 @@ fn queue_call(
 /// takes jobs for every free slot, p0 first; when none is ready, the same call waits for
 /// one (the queue records the outcomes before it waits). A waiting call is never cut
 /// short by a job finishing: those are acknowledged by a second call alongside. Never more
-/// than `slots` jobs run, and a job is taken only for a free slot.
+/// than `slots` jobs run.
+///
+/// Prefetch: while the pool's jobs are short (last and mean run under
+/// [`PREFETCH_RUN_MAX`]), a turn also takes one job per slot ahead, leased like any other
+/// but not started; a slot that frees starts the next one at once, without a round trip,
+/// while its acknowledgement and the refill travel in the next call. A p0 job therefore
+/// waits at most for one short job. Prefetched p1/p2 jobs are given back (to the head of
+/// their priority, lease dropped, attempt not counted) when a call answers that p0 jobs
+/// are waiting or a p0 wake-up arrives (`control.p0_queued`), and every prefetched job is
+/// given back when the pool drains. When a job ran long, the prefetched job waits for the
+/// next call's answer before it starts, so that a p0 queued during the long job goes first.
 pub async fn run_slots<F, Fut>(
     queue: SharedQueue,
     node: String,
@@ -189,13 +273,23 @@ pub async fn run_slots<F, Fut>(
 {
     let slots = slots.max(1);
     let mut running = FuturesUnordered::new();
-    // outcomes not yet sent to the queue
+    // taken and leased, not started: at most one per slot, only while jobs are short
+    let mut prefetched: VecDeque<Job> = VecDeque::new();
+    let mut runs = RunTimes::default();
+    // Jobs that ran long so far, and how many of them a call sent after them has answered:
+    // prefetched jobs start without asking the queue only while the two are equal.
+    let mut long_runs: u64 = 0;
+    let mut long_runs_answered: u64 = 0;
+    // a p0 job waits: prefetched p1/p2 jobs go back
+    let mut p0_waits = false;
+    // outcomes (and given-back jobs) not yet sent to the queue
     let mut acks: Vec<(JobId, JobOutcome)> = Vec::new();
     // the call that takes jobs (and carries the acks of its turn), how many acks it
-    // carries, and whether it may wait for a job
+    // carries, whether it may wait for a job, and the long runs it answers for
     let mut take: Option<QueueCall> = None;
     let mut take_acks = 0;
     let mut take_waits = false;
+    let mut take_answers = 0;
     // a call that only acknowledges, while `take` waits for a job
     let mut ack: Option<QueueCall> = None;
     let mut ack_count = 0;
@@ -204,66 +298,139 @@ pub async fn run_slots<F, Fut>(
         let drained = control.drained.notified();
         tokio::pin!(drained);
         drained.as_mut().enable();
+        let p0_queued = control.p0_queued.notified();
+        tokio::pin!(p0_queued);
+        p0_queued.as_mut().enable();
         let draining = control.draining.load(Ordering::SeqCst);
+        if draining || p0_waits {
+            let mut keep = VecDeque::new();
+            for job in prefetched.drain(..) {
+                if draining {
+                    give_back(&mut acks, job, "drain");
+                } else if job.priority == JobPriority::P0 {
+                    keep.push_back(job);
+                } else {
+                    give_back(&mut acks, job, "p0");
+                }
+            }
+            prefetched = keep;
+            p0_waits = false;
+        }
+        // Start prefetched jobs on free slots and collect the jobs done already, until
+        // neither moves: a no-op job's outcome then rides in this turn's call.
+        let mut ended = 0;
+        loop {
+            let mut moved = false;
+            let may_start = runs.short() || long_runs_answered >= long_runs;
+            while may_start && running.len() < slots {
+                let Some(job) = prefetched.pop_front() else {
+                    break;
+                };
+                control.running.fetch_add(1, Ordering::SeqCst);
+                let id = job.id.clone();
+                let started = Instant::now();
+                let outcome = run(job);
+                running.push(async move { (id, outcome.await, started.elapsed()) });
+                moved = true;
+            }
+            while let Some(Some((id, outcome, ran))) = running.next().now_or_never() {
+                runs.record(ran);
+                if !runs.short() {
+                    long_runs += 1;
+                }
+                acks.push((id, outcome));
+                ended += 1;
+                moved = true;
+            }
+            if !moved {
+                break;
+            }
+        }
+        if ended > 0 {
+            control.running.fetch_sub(ended, Ordering::SeqCst);
+        }
         if take.is_none() {
-            let free = if draining {
-                0
+            let held = running.len() + prefetched.len();
+            let (unfilled, want) = if draining {
+                (0, 0)
             } else {
-                slots.saturating_sub(running.len())
+                let ahead = if runs.short() { slots } else { 0 };
+                (
+                    slots.saturating_sub(held),
+                    (slots + ahead).saturating_sub(held),
+                )
             };
-            if free > 0 || !acks.is_empty() {
+            // A refill alone makes no call (a pool would poll an empty queue); it rides
+            // with the acknowledgements, or with a take for a slot that has nothing to run.
+            if unfilled > 0 || !acks.is_empty() {
                 let batch = std::mem::take(&mut acks);
-                take_waits = free > 0;
+                // wait only when no prefetched job waits for this call's answer
+                take_waits = unfilled > 0 && prefetched.is_empty();
                 let wait = if take_waits {
                     TAKE_WAIT
                 } else {
                     Duration::ZERO
                 };
                 take_acks = batch.len();
-                take = Some(queue_call(&queue, &node, batch, free, wait));
+                take_answers = long_runs;
+                take = Some(queue_call(&queue, &node, batch, want, wait));
             }
         }
-        if !acks.is_empty() && ack.is_none() {
+        // while the take waits for a job, outcomes go in a call of their own; otherwise
+        // they ride in the next turn's call
+        if !acks.is_empty() && ack.is_none() && take_waits {
             let batch = std::mem::take(&mut acks);
             ack_count = batch.len();
             ack = Some(queue_call(&queue, &node, batch, 0, Duration::ZERO));
         }
-        if draining && take.is_none() && ack.is_none() && running.is_empty() && acks.is_empty() {
+        if draining
+            && take.is_none()
+            && ack.is_none()
+            && running.is_empty()
+            && acks.is_empty()
+            && prefetched.is_empty()
+        {
             tracing::debug!(node = %node, "worker slots drained");
             return;
         }
+        let holds_p1_p2 = prefetched.iter().any(|j| j.priority != JobPriority::P0);
         tokio::select! {
-            Some(done) = running.next(), if !running.is_empty() => {
-                acks.push(done);
-                let mut ended = 1;
-                // every other job done by now goes in the same call
-                while let Some(Some(done)) = running.next().now_or_never() {
-                    acks.push(done);
-                    ended += 1;
+            Some((id, outcome, ran)) = running.next(), if !running.is_empty() => {
+                runs.record(ran);
+                if !runs.short() {
+                    long_runs += 1;
                 }
-                control.running.fetch_sub(ended, Ordering::SeqCst);
+                acks.push((id, outcome));
+                control.running.fetch_sub(1, Ordering::SeqCst);
+                // every other job done by now is collected at the top of the loop
             }
             result = poll_call(&mut take) => {
                 take = None;
+                take_waits = false;
                 settle(std::mem::take(&mut take_acks), &result);
                 if let Ok(batch) = result {
-                    for job in batch.jobs {
-                        control.running.fetch_add(1, Ordering::SeqCst);
-                        let id = job.id.clone();
-                        let outcome = run(job);
-                        running.push(async move { (id, outcome.await) });
-                    }
+                    long_runs_answered = long_runs_answered.max(take_answers);
+                    p0_waits |= batch.p0_waiting;
+                    // started at the top of the loop, on free slots
+                    prefetched.extend(batch.jobs);
                 }
             }
             result = poll_call(&mut ack) => {
                 ack = None;
                 settle(std::mem::take(&mut ack_count), &result);
+                if let Ok(batch) = result {
+                    p0_waits |= batch.p0_waiting;
+                }
             }
             // A waiting take that carries no outcomes is cut short: a job handed to it
             // meanwhile goes back to the queue (one whose script call was in flight lapses
             // with its lease). One that carries outcomes ends within its wait.
             () = &mut drained, if take_waits && take_acks == 0 && take.is_some() => {
                 take = None;
+                take_waits = false;
+            }
+            () = &mut p0_queued, if holds_p1_p2 => {
+                p0_waits = true;
             }
         }
     }
@@ -335,6 +502,8 @@ pub async fn run_job(deps: &WorkerDeps, job: &Job, cancel: Arc<Notify>) -> JobOu
         JobOutcome::Done { .. } => ("done", None),
         JobOutcome::Failed { error, .. } => ("failed", Some(error.as_str())),
         JobOutcome::Cancelled => ("cancelled", Some(crate::queue::CANCELLED)),
+        // a job that ran is never given back; the pool gives back only unstarted ones
+        JobOutcome::GivenBack => ("given_back", None),
     };
     crate::metrics::inc(
         "palisade_jobs_finished_total",
@@ -516,6 +685,130 @@ mod tests {
             .expect("known");
         assert_eq!(st.state, JobState::Done);
         assert_eq!(control.running.load(Ordering::SeqCst), 0);
+    }
+
+    /// Wait until job `id` is in `state`; panics after 30 s (the pool is stuck).
+    async fn until_state(queue: &SharedQueue, id: &str, state: JobState) {
+        let id = JobId(id.into());
+        for _ in 0..3000 {
+            let st = queue.status(&id).await.expect("status").expect("known");
+            if st.state == state {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("job {id} never became {state:?}");
+    }
+
+    /// A one-slot pool whose jobs are short prefetches: while its job `hold` runs, the
+    /// job after it (`next`) is leased to the pool and not started. A p0 job queued then
+    /// starts before `next`, which is given back and runs after it; the pool learns of the
+    /// p0 job from the bus's wake-up (`wake_up`) or else from its next call's answer once
+    /// `hold`, a long job (over `PREFETCH_RUN_MAX`), ends.
+    async fn prefetched_job_is_given_back_for_a_p0(queue: SharedQueue, wake_up: bool) {
+        let mut jobs: Vec<Job> = (0..8)
+            .map(|k| job(&format!("s{k}"), JobPriority::P2, false, "c1"))
+            .collect();
+        for id in ["hold", "next", "last"] {
+            jobs.push(job(id, JobPriority::P2, false, "c1"));
+        }
+        let queued = queue.enqueue_many(jobs).await.expect("enqueue");
+        assert!(queued.iter().all(|q| *q));
+        let control = SlotControl::default();
+        let started = Arc::new(Mutex::new(Vec::<String>::new()));
+        let release = Arc::new(Notify::new());
+        let runner = {
+            let (control, started, release) = (control.clone(), started.clone(), release.clone());
+            move |job: Job| {
+                let n = {
+                    let mut started = started.lock().expect("lock");
+                    started.push(job.id.0.clone());
+                    started.len()
+                };
+                if n == 12 {
+                    stop(&control);
+                }
+                let hold = (job.id.as_str() == "hold").then(|| release.clone());
+                async move {
+                    if let Some(release) = hold {
+                        release.notified().await;
+                        // a long job, however soon it is released
+                        tokio::time::sleep(PREFETCH_RUN_MAX * 2).await;
+                    }
+                    done()
+                }
+            }
+        };
+        let pool = run_slots(queue.clone(), "n1".into(), 1, control.clone(), runner);
+        let driver = async {
+            until_state(&queue, "hold", JobState::Running).await;
+            until_state(&queue, "next", JobState::Running).await;
+            assert!(
+                !started.lock().expect("lock").iter().any(|id| id == "next"),
+                "`next` is prefetched, not started"
+            );
+            assert!(queue
+                .enqueue(job("z", JobPriority::P0, false, "c1"))
+                .await
+                .expect("enqueue"));
+            if wake_up {
+                // what the worker actor does on the bus's JobEnqueued { priority: P0 }
+                control.p0_queued.notify_waiters();
+                until_state(&queue, "next", JobState::Queued).await;
+            }
+            release.notify_one();
+        };
+        let ((), ()) = tokio::time::timeout(Duration::from_secs(60), async {
+            tokio::join!(pool, driver)
+        })
+        .await
+        .expect("the pool runs every job and drains");
+        let started = started.lock().expect("lock").clone();
+        let at = |id: &str| started.iter().position(|s| s == id).expect("started");
+        assert_eq!(started.len(), 12, "{started:?}");
+        assert!(
+            at("hold") < at("z") && at("z") < at("next") && at("next") < at("last"),
+            "{started:?}"
+        );
+        for id in ["hold", "z", "next", "last"] {
+            let st = queue
+                .status(&JobId(id.into()))
+                .await
+                .expect("status")
+                .expect("known");
+            assert_eq!(
+                (st.state, st.node.as_deref()),
+                (JobState::Done, Some("n1")),
+                "{id}"
+            );
+        }
+        let stats = queue.stats().await.expect("stats");
+        assert_eq!((stats.p0.done, stats.p2.done), (1, 11));
+        assert_eq!((stats.p2.depth, stats.p2.running), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn memory_pool_gives_back_a_prefetched_job_on_a_p0_wake_up() {
+        prefetched_job_is_given_back_for_a_p0(Arc::new(MemoryQueue::new(100)), true).await;
+    }
+
+    #[tokio::test]
+    async fn memory_pool_gives_back_a_prefetched_job_when_its_call_says_p0_waits() {
+        prefetched_job_is_given_back_for_a_p0(Arc::new(MemoryQueue::new(100)), false).await;
+    }
+
+    #[tokio::test]
+    async fn redis_pool_gives_back_a_prefetched_job_on_a_p0_wake_up() {
+        let scratch = Scratch::new("pool_give_back_bus");
+        let queue = scratch.queue(scratch.options()).await;
+        prefetched_job_is_given_back_for_a_p0(Arc::new(queue), true).await;
+    }
+
+    #[tokio::test]
+    async fn redis_pool_gives_back_a_prefetched_job_when_its_call_says_p0_waits() {
+        let scratch = Scratch::new("pool_give_back_reply");
+        let queue = scratch.queue(scratch.options()).await;
+        prefetched_job_is_given_back_for_a_p0(Arc::new(queue), false).await;
     }
 
     #[tokio::test]

@@ -3,9 +3,10 @@
 //! Owns: three figures, printed: (a) jobs/s from enqueue to acknowledgement with no-op jobs
 //! for 1, 4 and 16 worker slots of one process, the way a node runs them (the worker pool,
 //! `scheduler::worker::run_slots`: one `finish_and_take` per turn; 4 concurrent producers
-//! with `enqueue_many`), with the Redis commands each job cost; then, for comparison, the
-//! same with one call per job (`enqueue`, `take`, `finish`) from 1, 4 and 16 independent
-//! takers; (b) p0 pick-up latency (enqueue -> the pool starts the job), p50 and p99 over
+//! with `enqueue_many`), with what each job cost Redis (commands, script calls, and the
+//! microseconds of script time, from `INFO commandstats`) and when the last job was queued;
+//! then, for comparison, the same with one call per job (`enqueue`, `take`, `finish`) from
+//! 1, 4 and 16 independent takers; (b) p0 pick-up latency (enqueue -> the pool starts the job), p50 and p99 over
 //! 2000 samples, for an idle one-slot pool on an empty queue and for one draining 100k
 //! queued p2 jobs; (c) `redis-benchmark -t lpush,rpop -n 200000 -q` on the same Redis, for
 //! scale. Targets, for information: >= 20k jobs/s; p0 p99 <= 2 ms.
@@ -17,7 +18,8 @@
 //! Usage: `cargo run --release -p palisade-benches --bin queue [-- JOBS]`; Redis from
 //! `PALISADE_BENCH_REDIS_URL` (default `redis://127.0.0.1:6379`); `PALISADE_BENCH_THREADS`
 //! tokio worker threads (default 2; 0 runs everything on one current-thread runtime, as a
-//! node does: its actix system is one).
+//! node does: its actix system is one); `PALISADE_BENCH_PARTS` the figures to measure
+//! (default `abc`).
 #![allow(clippy::print_stdout)] // a load generator's output is its figures
 
 use std::process::Command;
@@ -66,14 +68,15 @@ fn main() -> Result<()> {
             .enable_all()
             .build()?
     };
-    let result = rt.block_on(run(&url, jobs, threads));
+    let parts = std::env::var("PALISADE_BENCH_PARTS").unwrap_or_else(|_| "abc".into());
+    let result = rt.block_on(run(&url, jobs, threads, &parts));
     // whatever happened, leave nothing behind
     let cleaned = cleanup(&url, &format!("palisade-bench:{}:", std::process::id()));
     result?;
     cleaned.map(|_| ())
 }
 
-async fn run(url: &str, jobs: usize, threads: usize) -> Result<()> {
+async fn run(url: &str, jobs: usize, threads: usize, parts: &str) -> Result<()> {
     let runtime = match threads {
         0 => "one current-thread runtime".to_string(),
         n => format!("{n} tokio worker threads"),
@@ -83,22 +86,28 @@ async fn run(url: &str, jobs: usize, threads: usize) -> Result<()> {
         palisade_actors::queue::redis::redact_url(url),
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    println!(
-        "(a) enqueue -> take -> finish, {jobs} no-op jobs, {PRODUCERS} producers \
-         (enqueue_many, {ENQUEUE_BATCH} a call), one worker pool (finish_and_take a turn)"
-    );
-    for slots in [1, 4, 16] {
-        throughput(url, jobs, slots).await?;
+    if parts.contains('a') {
+        println!(
+            "(a) enqueue -> take -> finish, {jobs} no-op jobs, {PRODUCERS} producers \
+             (enqueue_many, {ENQUEUE_BATCH} a call), one worker pool (finish_and_take a turn)"
+        );
+        for slots in [1, 4, 16] {
+            throughput(url, jobs, slots).await?;
+        }
+        println!("    for comparison, one call per job: enqueue, take, finish; independent takers");
+        for workers in [1, 4, 16] {
+            throughput_per_job(url, jobs, workers).await?;
+        }
     }
-    println!("    for comparison, one call per job: enqueue, take, finish; independent takers");
-    for workers in [1, 4, 16] {
-        throughput_per_job(url, jobs, workers).await?;
+    if parts.contains('b') {
+        println!("(b) p0 pick-up latency, enqueue -> the pool starts it, {SAMPLES} samples");
+        p0_latency(url, 0).await?;
+        p0_latency(url, BACKLOG).await?;
     }
-    println!("(b) p0 pick-up latency, enqueue -> the pool starts it, {SAMPLES} samples");
-    p0_latency(url, 0).await?;
-    p0_latency(url, BACKLOG).await?;
-    println!("(c) redis-benchmark -t lpush,rpop -n 200000 -q");
-    redis_benchmark(url)?;
+    if parts.contains('c') {
+        println!("(c) redis-benchmark -t lpush,rpop -n 200000 -q");
+        redis_benchmark(url)?;
+    }
     Ok(())
 }
 
@@ -146,7 +155,7 @@ async fn connect(url: &str, tag: &str) -> Result<Arc<RedisQueue>> {
 async fn throughput(url: &str, jobs: usize, slots: usize) -> Result<()> {
     let tag = format!("pool{slots}");
     let q = connect(url, &tag).await?;
-    let commands_before = redis_commands(url);
+    let work_before = redis_work(url);
     let started = Instant::now();
     let mut producers = JoinSet::new();
     for p in 0..PRODUCERS {
@@ -187,9 +196,9 @@ async fn throughput(url: &str, jobs: usize, slots: usize) -> Result<()> {
         if result.is_err() {
             stop(&control); // the jobs will never all come
         }
-        result
+        (result, started.elapsed().as_secs_f64())
     };
-    let ((), produced) = tokio::join!(pool, produced);
+    let ((), (produced, enqueued_secs)) = tokio::join!(pool, produced);
     let secs = started.elapsed().as_secs_f64();
     produced?;
     let stats = q.stats().await?;
@@ -197,9 +206,10 @@ async fn throughput(url: &str, jobs: usize, slots: usize) -> Result<()> {
         bail!("{} of {jobs} jobs acknowledged", stats.p1.done);
     }
     println!(
-        "  {slots:>2} slots:   {:>8.0} jobs/s ({secs:.2} s; {} redis commands per job, all clients)",
+        "  {slots:>2} slots:   {:>8.0} jobs/s ({secs:.2} s, all queued after {enqueued_secs:.2} s; \
+         {}; all clients)",
         jobs as f64 / secs,
-        per_job(commands_before, redis_commands(url), jobs)
+        work_per_job(work_before, redis_work(url), jobs)
     );
     drop(q);
     cleanup(url, &prefix(&tag))?;
@@ -211,6 +221,55 @@ fn per_job(before: Option<u64>, after: Option<u64>, jobs: usize) -> String {
         (Some(a), Some(b)) => format!("{:.1}", b.saturating_sub(a) as f64 / jobs as f64),
         _ => "?".into(),
     }
+}
+
+/// Redis's figures, to say where a job's time goes: commands processed, and the
+/// microseconds Redis spent in script calls (`cmdstat_evalsha`: every script, the inner
+/// commands included), both server-wide.
+#[derive(Clone, Copy)]
+struct RedisWork {
+    commands: Option<u64>,
+    script_usec: Option<u64>,
+    script_calls: Option<u64>,
+}
+
+fn redis_work(url: &str) -> RedisWork {
+    let info = redis_cli(url)
+        .args(["INFO", "all"])
+        .output()
+        .ok()
+        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+        .unwrap_or_default();
+    let stat = |field: &str| -> Option<u64> {
+        let line = info
+            .lines()
+            .find_map(|l| l.strip_prefix("cmdstat_evalsha:"))?;
+        line.split(',')
+            .find_map(|kv| kv.strip_prefix(field))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    RedisWork {
+        commands: info
+            .lines()
+            .find_map(|l| l.strip_prefix("total_commands_processed:"))
+            .and_then(|v| v.trim().parse().ok()),
+        script_usec: stat("usec="),
+        script_calls: stat("calls="),
+    }
+}
+
+/// Per job: Redis commands, script calls and the microseconds Redis spent in scripts.
+fn work_per_job(before: RedisWork, after: RedisWork, jobs: usize) -> String {
+    let per = |a: Option<u64>, b: Option<u64>, digits: usize| match (a, b) {
+        (Some(a), Some(b)) => format!("{:.*}", digits, b.saturating_sub(a) as f64 / jobs as f64),
+        _ => "?".into(),
+    };
+    format!(
+        "{} redis commands, {} script calls, {} us of redis script time per job",
+        per(before.commands, after.commands, 1),
+        per(before.script_calls, after.script_calls, 2),
+        per(before.script_usec, after.script_usec, 1),
+    )
 }
 
 /// `jobs` no-op jobs, one `enqueue`, `take` and `finish` each, through `workers` takers.
@@ -306,9 +365,12 @@ async fn p0_latency(url: &str, backlog: usize) -> Result<()> {
     } else {
         format!("pool draining {backlog} p2 jobs ({left} left at the end)")
     };
+    let given_back =
+        palisade_actors::metrics::value("palisade_jobs_given_back_total", &[("reason", "p0")]);
     println!(
         "  {what}: p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms \
-         (the enqueue call alone: p50 {:.3} ms, p99 {:.3} ms)",
+         (the enqueue call alone: p50 {:.3} ms, p99 {:.3} ms; \
+         prefetched jobs given back for a p0 so far: {given_back})",
         ms(latencies[SAMPLES / 2]),
         ms(latencies[SAMPLES * 99 / 100]),
         ms(latencies[SAMPLES - 1]),
