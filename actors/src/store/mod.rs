@@ -61,6 +61,20 @@ pub struct Page<T> {
     pub items: Vec<T>,
 }
 
+impl Page<StoredResource> {
+    /// The page with its resources decoded.
+    pub(crate) fn decode(self) -> Result<Page<Resource>, StoreError> {
+        Ok(Page {
+            total: self.total,
+            items: self
+                .items
+                .into_iter()
+                .map(StoredResource::decode)
+                .collect::<Result<_, _>>()?,
+        })
+    }
+}
+
 /// A resource as the API answers it: its tags and properties are the stored JSON text,
 /// passed through without being parsed into values and encoded again. It serialises
 /// exactly as the [`Resource`] it was stored from (stores write tags and properties as

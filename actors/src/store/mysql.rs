@@ -1372,15 +1372,7 @@ impl Store for MysqlStore {
     }
 
     async fn list_resources(&self, q: &ResourceQuery) -> Result<Page<Resource>, StoreError> {
-        let page = self.list_stored_resources(q).await?;
-        Ok(Page {
-            total: page.total,
-            items: page
-                .items
-                .into_iter()
-                .map(StoredResource::decode)
-                .collect::<Result<_, _>>()?,
-        })
+        self.list_stored_resources(q).await?.decode()
     }
 
     async fn get_resource(&self, key: &str) -> Result<Option<Resource>, StoreError> {
