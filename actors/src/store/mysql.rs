@@ -1647,12 +1647,10 @@ impl Store for MysqlStore {
             ..FindingQuery::default()
         };
         let (filter, mut args) = finding_filter(&query);
-        let sql = format!(
-            "SELECT {} FROM findings{filter} ORDER BY {} LIMIT ?",
-            listed_finding_columns(),
-            query.order_by()
-        );
+        let columns = listed_finding_columns();
+        let sql = page_sql("findings", &columns, &filter, &query.order_by(), None);
         args.push(Value::Int(i64::from(limit)));
+        args.push(Value::Int(0));
         let (sql, args) = (&sql, &args);
         self.run("resource_findings", move || async move {
             let mut conn = self.conn().await?;

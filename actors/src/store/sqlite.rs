@@ -1394,12 +1394,10 @@ impl Store for SqliteStore {
             ..FindingQuery::default()
         };
         let (filter, mut args) = finding_filter(&query);
-        let sql = format!(
-            "SELECT {} FROM findings{filter} ORDER BY {} LIMIT ?",
-            listed_finding_columns(),
-            query.order_by()
-        );
+        let columns = listed_finding_columns();
+        let sql = page_sql("findings", &columns, &filter, &query.order_by(), None);
         args.push(Value::Integer(i64::from(limit)));
+        args.push(Value::Integer(0));
         self.read("resource_findings", move |conn| {
             let cap = usize::try_from(limit).unwrap_or(0).min(16);
             collect(conn, &sql, params_from_iter(args.iter()), cap, |r| {
