@@ -548,6 +548,49 @@ async fn opens_then_resolves(sync_findings: usize) {
     assert_eq!((third.opened, third.resolved, third.open), (0, 0, 1));
 }
 
+/// A page parses each distinct properties text once per type: resources of other types
+/// with the same text get their own type's projection, and resources that share a text
+/// are still judged on their own tags and fields.
+#[test]
+fn shared_properties_text_is_parsed_per_type_and_judged_per_resource() {
+    let cat = catalog();
+    let props = json!({
+        "encrypted": true,
+        "IsMultiRegionTrail": false,
+        "instanceState": {"name": "running"}
+    });
+    let resources = vec![
+        res(ResourceType::AwsEc2Volume, "vol-a", &[], props.clone()),
+        res(ResourceType::AwsCloudtrailTrail, "trail-b", &[], props.clone()),
+        res(ResourceType::AwsEc2Volume, "vol-c", &[], props.clone()),
+        res(ResourceType::AwsEc2Instance, "i-d", &[("Owner", "me")], props.clone()),
+        res(ResourceType::AwsEc2Instance, "i-e", &[], props),
+    ];
+    let mut page = RawPage::default();
+    for r in &resources {
+        page.push_resource(r).expect("encodes");
+    }
+    let outcome = cat.evaluate_page(&page, now()).expect("evaluates");
+    let got: Vec<(String, String)> = outcome
+        .findings
+        .iter()
+        .map(|f| (f.resource.clone(), f.insight.0.clone()))
+        .collect();
+    let decoded: Vec<(String, String)> = resources
+        .iter()
+        .flat_map(|r| cat.matching(r, now()).map(|i| (r.id.clone(), i.id.0.clone())))
+        .collect();
+    assert_eq!(got, decoded);
+    assert_eq!(
+        got,
+        [
+            ("trail-b", "aws-cloudtrail-not-multi-region"),
+            ("i-e", "aws-ec2-missing-owner-tag")
+        ]
+        .map(|(r, i)| (r.to_owned(), i.to_owned()))
+    );
+}
+
 #[tokio::test]
 async fn run_is_scoped_to_one_cloud() {
     let store = crate::store::open("sqlite::memory:")
