@@ -44,8 +44,19 @@ pub struct Catalog {
 #[derive(Debug, Default)]
 struct TypePlan {
     insights: Vec<usize>,
+    /// Per entry of `insights`: whether its verdict follows from the type and properties
+    /// alone ([`Insight::judges_properties_only`]), so it is shared by every resource of
+    /// a page with the same properties text.
+    shared: Vec<bool>,
     projection: Projection,
     tags: bool,
+}
+
+/// One distinct (type, properties text) of a page: its parsed projection, and the verdicts
+/// of the type's shared insights once the first resource with it was judged.
+struct Parsed {
+    value: serde_json::Value,
+    verdicts: Option<Vec<bool>>,
 }
 
 impl Catalog {
@@ -59,6 +70,7 @@ impl Catalog {
             for t in &insight.resource_types {
                 let plan = plans.entry(*t).or_default();
                 plan.insights.push(i);
+                plan.shared.push(insight.judges_properties_only());
                 plan.tags |= insight.project(&mut plan.projection);
             }
         }
@@ -130,11 +142,12 @@ impl Catalog {
         };
         let no_tags = BTreeMap::new();
         let mut parsed_tags: BTreeMap<String, String>;
-        // Each distinct (type, text) of the page is parsed once. Facts are the few
-        // properties the insights read, so many resources share them (every encrypted
-        // volume, every running instance with the same state): parsing and dropping a
-        // `Value` costs several times more than evaluating it.
-        let mut parsed: HashMap<(ResourceType, &str), serde_json::Value> = HashMap::new();
+        // Each distinct (type, text) of the page is parsed once, and judged once by the
+        // insights that read only the properties. Facts are the few properties the
+        // insights read, so many resources share them (every encrypted volume, every
+        // running instance with the same state): parsing and dropping a `Value` costs
+        // several times more than evaluating it.
+        let mut parsed: foldhash::HashMap<(ResourceType, &str), Parsed> = HashMap::default();
         for r in page.iter() {
             let Some(plan) = self.plans.get(&r.rtype) else {
                 continue;
@@ -143,12 +156,13 @@ impl Catalog {
             let corrupt = |what: &str, e: serde_json::Error| {
                 StoreError::Corrupt(format!("resource {}: {what}: {e}", r.uid))
             };
-            let properties = match parsed.entry((r.rtype, r.properties)) {
+            let Parsed { value, verdicts } = match parsed.entry((r.rtype, r.properties)) {
                 Entry::Occupied(known) => known.into_mut(),
-                Entry::Vacant(new) => new.insert(
-                    projection::parse(r.properties, &plan.projection)
+                Entry::Vacant(new) => new.insert(Parsed {
+                    value: projection::parse(r.properties, &plan.projection)
                         .map_err(|e| corrupt("properties", e))?,
-                ),
+                    verdicts: None,
+                }),
             };
             let tags = if plan.tags && r.tags != "{}" {
                 parsed_tags = serde_json::from_str(r.tags).map_err(|e| corrupt("tags", e))?;
@@ -166,10 +180,21 @@ impl Catalog {
                 id: r.id,
                 name: r.name,
                 tags,
-                properties,
+                properties: value,
             };
-            for &i in &plan.insights {
-                if !self.insights[i].matches_subject(&subject, now) {
+            let verdicts = verdicts.get_or_insert_with(|| {
+                plan.insights
+                    .iter()
+                    .zip(&plan.shared)
+                    .map(|(&i, &shared)| shared && self.insights[i].matches_subject(&subject, now))
+                    .collect()
+            });
+            for (j, &i) in plan.insights.iter().enumerate() {
+                let holds = match plan.shared.get(j) {
+                    Some(true) => verdicts.get(j).copied().unwrap_or(false),
+                    _ => self.insights[i].matches_subject(&subject, now),
+                };
+                if !holds {
                     continue;
                 }
                 out.counts[i] += 1;

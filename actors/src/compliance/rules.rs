@@ -178,6 +178,13 @@ impl Insight {
         self.resource_types.contains(&s.rtype) && self.rule.eval(&Ctx { s, now }, s.properties)
     }
 
+    /// Whether this insight's verdict on a resource follows from the resource's type and
+    /// properties alone (and the evaluation time): resources that share them share it.
+    /// False when the rule reads the tags or a field such as the id, name or region.
+    pub(crate) fn judges_properties_only(&self) -> bool {
+        self.rule.reads_only_properties()
+    }
+
     /// Add to `top` every part of the properties this insight's rule reads, and say
     /// whether it reads the tags.
     pub(crate) fn project(&self, top: &mut Projection) -> bool {
@@ -702,6 +709,26 @@ impl Cond {
         }
     }
 
+    /// Whether this condition reads nothing but the properties and the type (the
+    /// provider follows from the type).
+    fn reads_only_properties(&self) -> bool {
+        match self {
+            Cond::And(cs) | Cond::Or(cs) => cs.iter().all(Cond::reads_only_properties),
+            Cond::Not(c) => c.reads_only_properties(),
+            Cond::Test { path, test } => {
+                let root = matches!(
+                    path.root,
+                    Root::Current
+                        | Root::Field(Field::Properties | Field::Type | Field::Provider)
+                );
+                root && match test {
+                    Test::Any(c) | Test::All(c) => c.reads_only_properties(),
+                    _ => true,
+                }
+            }
+        }
+    }
+
     /// Mark in `top` what this condition reads. `cur` is the list of paths (from the
     /// properties root) that lead to the current value: empty at the top, one more `any`
     /// or `all` path per nesting level.
@@ -1051,6 +1078,23 @@ mod tests {
         insight(rule)
             .expect("rule compiles")
             .matches(&resource(ResourceType::AwsEc2Instance, props), now())
+    }
+
+    #[test]
+    fn a_verdict_is_shared_only_when_the_rule_reads_nothing_but_properties_and_type() {
+        let shared = |rule: Value| insight(rule).expect("compiles").judges_properties_only();
+        assert!(shared(json!({"path": "state.name", "eq": "running"})));
+        assert!(shared(json!({"and": [
+            {"path": "$.type", "eq": "aws.ec2.instance"},
+            {"path": "$.properties.list", "any": {"path": "k", "eq": 1}}
+        ]})));
+        assert!(!shared(json!({"path": "$.name", "eq": "web"})));
+        assert!(!shared(json!({"path": "$.tags", "contains": "Owner"})));
+        assert!(!shared(json!({"not": {"path": "$.region", "eq": "us-east-1"}})));
+        assert!(!shared(json!({"or": [
+            {"path": "state.name", "eq": "running"},
+            {"path": "list", "all": {"path": "$.id", "eq": "i-1"}}
+        ]})));
     }
 
     #[test]
