@@ -473,6 +473,8 @@ pub trait Facts: Send + Sync + 'static {
 pub struct RawPage {
     buf: String,
     rows: Vec<RawRow>,
+    /// One row's columns as bytes, checked as UTF-8 together ([`RawPage::push_bytes`]).
+    scratch: Vec<u8>,
 }
 
 /// Byte ranges into [`RawPage::buf`] of one row's text columns, in [`RawField`] order.
@@ -579,6 +581,45 @@ impl RawPage {
         Ok(())
     }
 
+    /// Append one row from the bytes of its text columns, in [`RawField::ORDER`]: the row
+    /// is checked as UTF-8 once, not column by column, and each column must still be whole
+    /// characters.
+    pub fn push_bytes(
+        &mut self,
+        rtype: ResourceType,
+        provider: Provider,
+        fields: [&[u8]; RawField::COUNT],
+    ) -> Result<(), StoreError> {
+        let corrupt = || {
+            StoreError::Corrupt(format!(
+                "resource {}: a text column is not UTF-8",
+                String::from_utf8_lossy(fields[0])
+            ))
+        };
+        self.scratch.clear();
+        for field in fields {
+            self.scratch.extend_from_slice(field);
+        }
+        let text = std::str::from_utf8(&self.scratch).map_err(|_| corrupt())?;
+        let mut ends = [0u32; RawField::COUNT];
+        let (mut within, start) = (0, self.buf.len());
+        for (slot, field) in ends.iter_mut().zip(fields) {
+            within += field.len();
+            if !text.is_char_boundary(within) {
+                return Err(corrupt());
+            }
+            *slot = u32::try_from(start + within)
+                .map_err(|_| StoreError::Query("raw page exceeds 4 GiB".into()))?;
+        }
+        self.buf.push_str(text);
+        self.rows.push(RawRow {
+            rtype,
+            provider,
+            ends,
+        });
+        Ok(())
+    }
+
     /// Append a decoded resource (for backends without a raw read path).
     pub fn push_resource(&mut self, r: &Resource) -> Result<(), StoreError> {
         let tags = serde_json::to_string(&r.tags)
@@ -657,15 +698,17 @@ pub(crate) fn stored_kind(
     provider: &str,
     rtype: &str,
 ) -> Result<(Provider, ResourceType), StoreError> {
-    let corrupt = |what: &str, detail: String| {
-        StoreError::Corrupt(format!("resource {uid}: {what}: {detail}"))
-    };
-    Ok((
-        provider
-            .parse()
-            .map_err(|e: String| corrupt("provider", e))?,
-        rtype.parse().map_err(|e: String| corrupt("type", e))?,
-    ))
+    let provider = provider
+        .parse()
+        .map_err(|e: String| StoreError::Corrupt(format!("resource {uid}: provider: {e}")))?;
+    Ok((provider, stored_type(uid, rtype)?))
+}
+
+/// A stored resource type.
+pub(crate) fn stored_type(uid: &str, rtype: &str) -> Result<ResourceType, StoreError> {
+    rtype
+        .parse()
+        .map_err(|e: String| StoreError::Corrupt(format!("resource {uid}: type: {e}")))
 }
 
 /// A stored time in milliseconds since the epoch.
@@ -1310,5 +1353,54 @@ pub async fn migrate(url: &str) -> Result<i64, StoreError> {
         mysql::migrate(url).await
     } else {
         Err(StoreError::UnsupportedUrl(mysql::redact_url(url)))
+    }
+}
+
+#[cfg(test)]
+mod raw_page_tests {
+    use super::*;
+
+    const KIND: (ResourceType, Provider) = (ResourceType::AwsEc2Volume, Provider::Aws);
+
+    #[test]
+    fn a_row_pushed_as_bytes_reads_back_column_by_column() {
+        let mut page = RawPage::default();
+        for (uid, name) in [("u1", "é-vol"), ("u2", "plain")] {
+            let fields: [&[u8]; RawField::COUNT] = [
+                uid.as_bytes(),
+                b"cloud",
+                b"123",
+                b"eu-west-1",
+                b"vol-1",
+                name.as_bytes(),
+                b"{}",
+                br#"{"encrypted":true}"#,
+            ];
+            page.push_bytes(KIND.0, KIND.1, fields).expect("valid row");
+        }
+        let rows: Vec<RawResource<'_>> = page.iter().collect();
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[0].uid, rows[0].name), ("u1", "é-vol"));
+        assert_eq!((rows[1].uid, rows[1].region), ("u2", "eu-west-1"));
+        assert_eq!(rows[1].properties, r#"{"encrypted":true}"#);
+    }
+
+    #[test]
+    fn bytes_that_are_not_whole_utf8_columns_are_refused_and_leave_the_page_as_it_was() {
+        let mut page = RawPage::default();
+        let good: [&[u8]; RawField::COUNT] = [b"u0", b"c", b"a", b"r", b"i", b"n", b"{}", b"{}"];
+        page.push_bytes(KIND.0, KIND.1, good).expect("valid row");
+        let e = "é".as_bytes();
+        // valid UTF-8 as a whole, but a character split between two columns
+        let split: [&[u8]; RawField::COUNT] =
+            [b"u1", b"c", b"a", b"r", b"i", &e[..1], &e[1..], b"{}"];
+        // not UTF-8 at all
+        let invalid: [&[u8]; RawField::COUNT] = [b"u2", b"c", b"a", b"r", b"i", b"\xff", b"{}", b"{}"];
+        for fields in [split, invalid] {
+            let err = page.push_bytes(KIND.0, KIND.1, fields).expect_err("refused");
+            assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+        }
+        let uids: Vec<&str> = page.iter().map(|r| r.uid).collect();
+        assert_eq!(uids, ["u0"]);
     }
 }

@@ -96,11 +96,11 @@ const RESOURCE_COLUMNS: &str = concat!(
     properties_column!()
 );
 
-/// The columns of [`Store::scan_raw`]: text columns in [`RawField::ORDER`], with the
-/// provider and type at 2 and 5; the last is the facts written under `facts` where there
-/// are such, else the properties (read from their table only for those rows).
+/// The columns of [`Store::scan_raw`]: text columns in [`RawField::ORDER`], with the type
+/// at 4 (the provider follows from it); the last is the facts written under `facts` where
+/// there are such, else the properties (read from their table only for those rows).
 fn raw_columns(facts: Option<i64>) -> String {
-    let columns = "uid, cloud, provider, account, region, rtype, id, name, tags";
+    let columns = "uid, cloud, account, region, rtype, id, name, tags";
     match facts {
         Some(fp) => format!(
             "{columns}, CASE WHEN facts_fp = {fp} THEN facts ELSE {} END",
@@ -546,9 +546,14 @@ fn ms(ts: Timestamp) -> i64 {
 }
 
 fn text<'r>(row: &'r Row<'_>, idx: usize) -> Result<&'r str, StoreError> {
+    std::str::from_utf8(text_bytes(row, idx)?)
+        .map_err(|_| StoreError::Corrupt(format!("column {idx} is not utf-8")))
+}
+
+/// A text column's bytes, not yet checked as UTF-8 (see [`RawPage::push_bytes`]).
+fn text_bytes<'r>(row: &'r Row<'_>, idx: usize) -> Result<&'r [u8], StoreError> {
     match row.get_ref(idx) {
-        Ok(ValueRef::Text(bytes)) => std::str::from_utf8(bytes)
-            .map_err(|_| StoreError::Corrupt(format!("column {idx} is not utf-8"))),
+        Ok(ValueRef::Text(bytes)) => Ok(bytes),
         Ok(other) => Err(StoreError::Corrupt(format!(
             "column {idx} is {:?}, not text",
             other.data_type()
@@ -1131,19 +1136,19 @@ impl Store for SqliteStore {
                 .map_err(|e| query("query", e))?;
             while let Some(row) = rows.next().map_err(|e| query("step", e))? {
                 let uid = text(row, 0)?;
-                let (provider, rtype) = stored_kind(uid, text(row, 2)?, text(row, 5)?)?;
-                page.push(
+                let rtype = stored_type(uid, text(row, 4)?)?;
+                page.push_bytes(
                     rtype,
-                    provider,
+                    rtype.provider(),
                     [
-                        uid,
-                        text(row, 1)?,
-                        text(row, 3)?,
-                        text(row, 4)?,
-                        text(row, 6)?,
-                        text(row, 7)?,
-                        text(row, 8)?,
-                        text(row, 9)?,
+                        uid.as_bytes(),
+                        text_bytes(row, 1)?,
+                        text_bytes(row, 2)?,
+                        text_bytes(row, 3)?,
+                        text_bytes(row, 5)?,
+                        text_bytes(row, 6)?,
+                        text_bytes(row, 7)?,
+                        text_bytes(row, 8)?,
                     ],
                 )?;
             }
