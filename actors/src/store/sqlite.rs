@@ -1952,6 +1952,75 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_version_4_database_keeps_its_findings_through_the_rekeying_migration() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (url, path) = file_url(&dir);
+        {
+            let mut conn = Connection::open(&path).expect("raw open");
+            conn.execute_batch(
+                "CREATE TABLE schema_version (version INTEGER PRIMARY KEY NOT NULL, \
+                 applied_at INTEGER NOT NULL);",
+            )
+            .expect("version table");
+            let tx = conn.transaction().expect("tx");
+            for (version, sql) in &MIGRATIONS[..4] {
+                tx.execute_batch(sql).expect("an earlier schema");
+                tx.execute("INSERT INTO schema_version VALUES (?1, 0)", [version])
+                    .expect("record version");
+            }
+            tx.commit().expect("commit");
+            // version 4 columns: insight first
+            conn.execute_batch(
+                "INSERT INTO findings VALUES \
+                 ('aws-ebs-unencrypted', 'u1', 'c', 'vol-1', 'aws.ec2.volume', 'us-east-1', \
+                  'open', 1000, 2000, NULL), \
+                 ('aws-ebs-unencrypted', 'u2', 'c', 'vol-2', 'aws.ec2.volume', 'us-east-1', \
+                  'resolved', 1000, 1500, 1600), \
+                 ('aws-iam-user-no-mfa', 'u3', 'c', 'bob', 'aws.iam.user', 'global', \
+                  'open', 1100, 2000, NULL);",
+            )
+            .expect("version 4 findings");
+        }
+        let store = open(&url).await.expect("open migrates");
+        let all = store
+            .list_findings(&FindingQuery {
+                limit: 10,
+                ..FindingQuery::default()
+            })
+            .await
+            .expect("list");
+        assert_eq!(all.total, 3);
+        let kept: Vec<(&str, &str, FindingState, i64)> = all
+            .items
+            .iter()
+            .map(|f| {
+                (
+                    f.insight.as_str(),
+                    f.resource_uid.as_str(),
+                    f.state,
+                    f.first_seen.timestamp_millis(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                ("aws-ebs-unencrypted", "u1", FindingState::Open, 1000),
+                ("aws-ebs-unencrypted", "u2", FindingState::Resolved, 1000),
+                ("aws-iam-user-no-mfa", "u3", FindingState::Open, 1100),
+            ]
+        );
+        let open = store.count_open_findings().await.expect("count");
+        assert_eq!(open.values().sum::<u64>(), 2);
+        let of_u2 = store
+            .resource_findings(&ResourceUid("u2".into()), 10)
+            .await
+            .expect("a resource's findings");
+        assert_eq!(of_u2.len(), 1);
+        assert_eq!(of_u2[0].resolved_at.map(|t| t.timestamp_millis()), Some(1600));
+    }
+
+    #[tokio::test]
     async fn scans_read_facts_in_place_of_properties_under_their_fingerprint() {
         let store = open("sqlite::memory:").await.expect("open");
         let settings = crate::settings::Settings::defaults().expect("defaults");
