@@ -718,8 +718,7 @@ impl Cond {
             Cond::Test { path, test } => {
                 let root = matches!(
                     path.root,
-                    Root::Current
-                        | Root::Field(Field::Properties | Field::Type | Field::Provider)
+                    Root::Current | Root::Field(Field::Properties | Field::Type | Field::Provider)
                 );
                 root && match test {
                     Test::Any(c) | Test::All(c) => c.reads_only_properties(),
@@ -1090,7 +1089,9 @@ mod tests {
         ]})));
         assert!(!shared(json!({"path": "$.name", "eq": "web"})));
         assert!(!shared(json!({"path": "$.tags", "contains": "Owner"})));
-        assert!(!shared(json!({"not": {"path": "$.region", "eq": "us-east-1"}})));
+        assert!(!shared(
+            json!({"not": {"path": "$.region", "eq": "us-east-1"}})
+        ));
         assert!(!shared(json!({"or": [
             {"path": "state.name", "eq": "running"},
             {"path": "list", "all": {"path": "$.id", "eq": "i-1"}}

@@ -561,9 +561,19 @@ fn shared_properties_text_is_parsed_per_type_and_judged_per_resource() {
     });
     let resources = vec![
         res(ResourceType::AwsEc2Volume, "vol-a", &[], props.clone()),
-        res(ResourceType::AwsCloudtrailTrail, "trail-b", &[], props.clone()),
+        res(
+            ResourceType::AwsCloudtrailTrail,
+            "trail-b",
+            &[],
+            props.clone(),
+        ),
         res(ResourceType::AwsEc2Volume, "vol-c", &[], props.clone()),
-        res(ResourceType::AwsEc2Instance, "i-d", &[("Owner", "me")], props.clone()),
+        res(
+            ResourceType::AwsEc2Instance,
+            "i-d",
+            &[("Owner", "me")],
+            props.clone(),
+        ),
         res(ResourceType::AwsEc2Instance, "i-e", &[], props),
     ];
     let mut page = RawPage::default();
@@ -578,7 +588,10 @@ fn shared_properties_text_is_parsed_per_type_and_judged_per_resource() {
         .collect();
     let decoded: Vec<(String, String)> = resources
         .iter()
-        .flat_map(|r| cat.matching(r, now()).map(|i| (r.id.clone(), i.id.0.clone())))
+        .flat_map(|r| {
+            cat.matching(r, now())
+                .map(|i| (r.id.clone(), i.id.0.clone()))
+        })
         .collect();
     assert_eq!(got, decoded);
     assert_eq!(

@@ -1395,9 +1395,12 @@ mod raw_page_tests {
         let split: [&[u8]; RawField::COUNT] =
             [b"u1", b"c", b"a", b"r", b"i", &e[..1], &e[1..], b"{}"];
         // not UTF-8 at all
-        let invalid: [&[u8]; RawField::COUNT] = [b"u2", b"c", b"a", b"r", b"i", b"\xff", b"{}", b"{}"];
+        let invalid: [&[u8]; RawField::COUNT] =
+            [b"u2", b"c", b"a", b"r", b"i", b"\xff", b"{}", b"{}"];
         for fields in [split, invalid] {
-            let err = page.push_bytes(KIND.0, KIND.1, fields).expect_err("refused");
+            let err = page
+                .push_bytes(KIND.0, KIND.1, fields)
+                .expect_err("refused");
             assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
         }
         let uids: Vec<&str> = page.iter().map(|r| r.uid).collect();

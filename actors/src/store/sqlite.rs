@@ -2017,7 +2017,10 @@ mod tests {
             .await
             .expect("a resource's findings");
         assert_eq!(of_u2.len(), 1);
-        assert_eq!(of_u2[0].resolved_at.map(|t| t.timestamp_millis()), Some(1600));
+        assert_eq!(
+            of_u2[0].resolved_at.map(|t| t.timestamp_millis()),
+            Some(1600)
+        );
     }
 
     #[tokio::test]
