@@ -554,31 +554,19 @@ impl RawPage {
         provider: Provider,
         fields: impl IntoIterator<Item = &'s str>,
     ) -> Result<(), StoreError> {
-        let mut ends = [0u32; RawField::COUNT];
+        let mut columns: [&[u8]; RawField::COUNT] = [&[]; RawField::COUNT];
         let mut n = 0;
-        for (slot, text) in ends.iter_mut().zip(fields) {
-            self.buf.push_str(text);
-            *slot = u32::try_from(self.buf.len())
-                .map_err(|_| StoreError::Query("raw page exceeds 4 GiB".into()))?;
+        for (slot, text) in columns.iter_mut().zip(fields) {
+            *slot = text.as_bytes();
             n += 1;
         }
         if n != RawField::COUNT {
-            self.buf.truncate(
-                self.rows
-                    .last()
-                    .map_or(0, |r| r.ends[RawField::COUNT - 1] as usize),
-            );
             return Err(StoreError::Query(format!(
                 "raw row has {n} fields, expected {}",
                 RawField::COUNT
             )));
         }
-        self.rows.push(RawRow {
-            rtype,
-            provider,
-            ends,
-        });
-        Ok(())
+        self.push_bytes(rtype, provider, columns)
     }
 
     /// Append one row from the bytes of its text columns, in [`RawField::ORDER`]: the row
@@ -1146,9 +1134,18 @@ pub trait Store: Send + Sync + 'static {
     async fn upsert_resources(&self, batch: Vec<Resource>) -> Result<(), StoreError>;
     /// Mark deleted the live resources a harvest no longer saw; returns how many.
     async fn mark_deleted(&self, sweep: &DeletionSweep) -> Result<u64, StoreError>;
-    async fn list_resources(&self, query: &ResourceQuery) -> Result<Page<Resource>, StoreError>;
-    /// One resource by Palisade uid, or else by the cloud's own id when that is unambiguous.
-    async fn get_resource(&self, key: &str) -> Result<Option<Resource>, StoreError>;
+    /// [`Store::list_stored_resources`], decoded.
+    async fn list_resources(&self, query: &ResourceQuery) -> Result<Page<Resource>, StoreError> {
+        self.list_stored_resources(query).await?.decode()
+    }
+    /// One resource by Palisade uid, or else by the cloud's own id when that is unambiguous:
+    /// [`Store::get_stored_resource`], decoded.
+    async fn get_resource(&self, key: &str) -> Result<Option<Resource>, StoreError> {
+        self.get_stored_resource(key)
+            .await?
+            .map(StoredResource::decode)
+            .transpose()
+    }
     /// The listing of [`Store::list_resources`] with tags and properties as stored text: the
     /// API's read path. `total` is exact: counted from the data the page was read from, or
     /// taken from the store's [`CountCache`] for the generation the page was read at (the

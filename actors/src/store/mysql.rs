@@ -1371,17 +1371,6 @@ impl Store for MysqlStore {
         .await
     }
 
-    async fn list_resources(&self, q: &ResourceQuery) -> Result<Page<Resource>, StoreError> {
-        self.list_stored_resources(q).await?.decode()
-    }
-
-    async fn get_resource(&self, key: &str) -> Result<Option<Resource>, StoreError> {
-        self.get_stored_resource(key)
-            .await?
-            .map(StoredResource::decode)
-            .transpose()
-    }
-
     async fn list_stored_resources(
         &self,
         q: &ResourceQuery,

@@ -1032,17 +1032,6 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn list_resources(&self, q: &ResourceQuery) -> Result<Page<Resource>, StoreError> {
-        self.list_stored_resources(q).await?.decode()
-    }
-
-    async fn get_resource(&self, key: &str) -> Result<Option<Resource>, StoreError> {
-        self.get_stored_resource(key)
-            .await?
-            .map(StoredResource::decode)
-            .transpose()
-    }
-
     async fn list_stored_resources(
         &self,
         q: &ResourceQuery,
