@@ -1050,7 +1050,7 @@ impl Store for SqliteStore {
                 totals: Some((&inner.resource_counts, key, generation)),
             };
             listing.page(conn, &filter, args, limit, offset, |r| {
-                stored_resource_from_row(r)
+                stored_resource_from_row(&mut { r })
             })
         })
         .await
@@ -1064,7 +1064,7 @@ impl Store for SqliteStore {
                 &format!("SELECT {RESOURCE_COLUMNS} FROM resources WHERE uid = ?1"),
                 params![key],
                 1,
-                |r| stored_resource_from_row(r),
+                |r| stored_resource_from_row(&mut { r }),
             )?;
             if let Some(r) = by_uid.into_iter().next() {
                 return Ok(Some(r));
@@ -1077,7 +1077,7 @@ impl Store for SqliteStore {
                 ),
                 params![key],
                 2,
-                |r| stored_resource_from_row(r),
+                |r| stored_resource_from_row(&mut { r }),
             )?;
             Ok(if by_id.len() == 1 { by_id.pop() } else { None })
         })
