@@ -232,6 +232,26 @@ pub async fn stored_resources_read_as_resources_do(store: SharedStore) {
         );
         assert_eq!(&s.clone().decode().expect("decode"), original);
     }
+    // A listing whose filters fix the type or the region takes them from the query, not
+    // the rows: the same resources, the same JSON.
+    let encoded = |items: &[StoredResource]| serde_json::to_string(items).expect("encode");
+    for (rtype, region) in [
+        (Some(ResourceType::AwsS3Bucket), Some("us-east-1")),
+        (Some(ResourceType::AwsS3Bucket), None),
+        (None, Some("us-east-1")),
+    ] {
+        let fixed = ResourceQuery {
+            rtype,
+            region: region.map(str::to_owned),
+            ..query.clone()
+        };
+        let page = store
+            .list_stored_resources(&fixed)
+            .await
+            .expect("list fixed");
+        assert_eq!(page.total, 5, "{fixed:?}");
+        assert_eq!(encoded(&page.items), encoded(&stored.items), "{fixed:?}");
+    }
     let one = &batch[1];
     for key in [one.uid.as_str(), one.id.as_str()] {
         let got = store

@@ -852,35 +852,80 @@ pub(crate) fn resource_from_row(row: &impl StoredRow) -> Result<Resource, StoreE
     })
 }
 
-/// A row of the same columns as [`resource_from_row`]'s as a [`StoredResource`]: the tags
-/// and properties are checked to be JSON, not parsed into values.
-/// Its text columns are taken from the row (see [`StoredRow::take_text`]).
+/// What a resource listing's filters fix to one value: columns its rows need not carry.
+/// A stored resource is read from [`ListedColumns::columns`]: ten columns (uid, cloud,
+/// account, id, name, first_seen, last_seen, deleted_at, tags, properties), then the region
+/// and the type where the listing leaves them open. The provider follows from the type.
+/// Both are compared byte for byte by both backends, so a fixed value is the stored one.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ListedColumns {
+    pub rtype: Option<ResourceType>,
+    pub region: Option<String>,
+}
+
+impl ListedColumns {
+    /// The columns a listing by `q` reads.
+    pub(crate) fn of(q: &ResourceQuery) -> ListedColumns {
+        ListedColumns {
+            rtype: q.rtype,
+            region: q.region.clone(),
+        }
+    }
+
+    /// The select list: `first_ten` (the ten columns above, in their order), then the
+    /// open ones of region and type.
+    pub(crate) fn columns(&self, first_ten: &str) -> String {
+        let mut columns = first_ten.to_owned();
+        if self.region.is_none() {
+            columns.push_str(", region");
+        }
+        if self.rtype.is_none() {
+            columns.push_str(", rtype");
+        }
+        columns
+    }
+}
+
+/// A row of [`ListedColumns::columns`] as a [`StoredResource`]: the tags and properties are
+/// checked to be JSON, not parsed into values; text columns are taken from the row (see
+/// [`StoredRow::take_text`]).
 pub(crate) fn stored_resource_from_row(
     row: &mut impl StoredRow,
+    listed: &ListedColumns,
 ) -> Result<StoredResource, StoreError> {
     let uid = row.take_text(0)?;
-    let (provider, rtype) = stored_kind(&uid, row.text(2)?, row.text(5)?)?;
+    let region = match &listed.region {
+        Some(region) => region.clone(),
+        None => row.take_text(10)?,
+    };
+    let rtype = match listed.rtype {
+        Some(rtype) => rtype,
+        None => stored_type(
+            &uid,
+            row.text(if listed.region.is_none() { 11 } else { 10 })?,
+        )?,
+    };
     let json = |text: String, what: &str| -> Result<Box<RawValue>, StoreError> {
         RawValue::from_string(text)
             .map_err(|e| StoreError::Corrupt(format!("resource {uid}: {what}: {e}")))
     };
-    let tags = json(row.take_text(11)?, "tags")?;
-    let properties = json(row.take_text(12)?, "properties")?;
+    let tags = json(row.take_text(8)?, "tags")?;
+    let properties = json(row.take_text(9)?, "properties")?;
     Ok(StoredResource {
         cloud: CloudId(row.take_text(1)?),
-        provider,
-        account: row.take_text(3)?,
-        region: row.take_text(4)?,
+        provider: rtype.provider(),
+        account: row.take_text(2)?,
+        region,
         rtype,
-        id: row.take_text(6)?,
-        name: row.take_text(7)?,
+        id: row.take_text(3)?,
+        name: row.take_text(4)?,
         tags,
         properties,
         uid: ResourceUid(uid),
-        first_seen: time_from_ms(row.int(8)?, "first_seen")?,
-        last_seen: time_from_ms(row.int(9)?, "last_seen")?,
+        first_seen: time_from_ms(row.int(5)?, "first_seen")?,
+        last_seen: time_from_ms(row.int(6)?, "last_seen")?,
         deleted_at: row
-            .opt_int(10)?
+            .opt_int(7)?
             .map(|v| time_from_ms(v, "deleted_at"))
             .transpose()?,
     })

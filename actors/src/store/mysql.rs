@@ -115,6 +115,10 @@ const ER_DUP_ENTRY: u16 = 1062;
 /// Longest `account`, in characters.
 const MAX_ACCOUNT_CHARS: usize = 255;
 
+/// The first ten columns of a listed resource (see [`ListedColumns`]).
+const LISTED_COLUMNS: &str =
+    "uid, cloud, account, id, name, first_seen, last_seen, deleted_at, tags, properties";
+
 const RESOURCE_COLUMNS: &str = "uid, cloud, provider, account, region, rtype, id, name, \
      first_seen, last_seen, deleted_at, tags, properties";
 
@@ -701,7 +705,7 @@ impl MysqlStore {
         args: &[Value],
         limit: u32,
         offset: u64,
-        decode: fn(&mut Row) -> Result<T, StoreError>,
+        decode: impl Fn(&mut Row) -> Result<T, StoreError> + Send + Sync,
     ) -> Result<Page<T>, AttemptError>
     where
         T: Send + 'static,
@@ -757,7 +761,7 @@ impl MysqlStore {
         args: &[Value],
         limit: u32,
         offset: u64,
-        decode: fn(&mut Row) -> Result<T, StoreError>,
+        decode: impl Fn(&mut Row) -> Result<T, StoreError> + Send + Sync,
     ) -> Result<Page<T>, AttemptError>
     where
         T: Send + 'static,
@@ -1421,14 +1425,16 @@ impl Store for MysqlStore {
             NEAR_PAGE_OFFSET_MAX
         };
         let near = q.live_in_index_order() && q.offset <= deepest;
+        let listed = ListedColumns::of(q);
+        let columns = listed.columns(LISTED_COLUMNS);
         let listing = Listing {
             table: "resources",
-            columns: RESOURCE_COLUMNS,
+            columns: &columns,
             order: &order,
             key: (!near).then_some("uid"),
         };
         let key = q.count_key();
-        let (listing, filter, args, key) = (&listing, &filter, &args, &key);
+        let (listing, filter, args, key, listed) = (&listing, &filter, &args, &key, &listed);
         self.run("list_resources", move || {
             self.counted_page(
                 listing,
@@ -1438,7 +1444,7 @@ impl Store for MysqlStore {
                 args,
                 q.limit,
                 q.offset,
-                stored_resource_from_row,
+                |row: &mut Row| stored_resource_from_row(row, listed),
             )
         })
         .await
@@ -1447,24 +1453,26 @@ impl Store for MysqlStore {
     async fn get_stored_resource(&self, key: &str) -> Result<Option<StoredResource>, StoreError> {
         self.run("get_resource", move || async move {
             let mut conn = self.conn().await?;
+            let all = ListedColumns::default();
+            let columns = all.columns(LISTED_COLUMNS);
             let by_uid = conn
                 .exec_first::<Row, _, _>(
-                    format!("SELECT {RESOURCE_COLUMNS} FROM resources WHERE uid = ?"),
+                    format!("SELECT {columns} FROM resources WHERE uid = ?"),
                     (bytes(key),),
                 )
                 .await
                 .ctx("get resource by uid")?;
             if let Some(mut row) = by_uid {
-                return Ok(Some(stored_resource_from_row(&mut row)?));
+                return Ok(Some(stored_resource_from_row(&mut row, &all)?));
             }
             let mut by_id = conn
                 .exec_map(
                     format!(
-                        "SELECT {RESOURCE_COLUMNS} FROM resources \
+                        "SELECT {columns} FROM resources \
                          WHERE id = ? AND deleted_at IS NULL LIMIT 2"
                     ),
                     (bytes(key),),
-                    |mut row: Row| stored_resource_from_row(&mut row),
+                    |mut row: Row| stored_resource_from_row(&mut row, &all),
                 )
                 .await
                 .ctx("get resource by native id")?;

@@ -96,6 +96,12 @@ const RESOURCE_COLUMNS: &str = concat!(
     properties_column!()
 );
 
+/// The first ten columns of a listed resource (see [`ListedColumns`]).
+const LISTED_COLUMNS: &str = concat!(
+    "uid, cloud, account, id, name, first_seen, last_seen, deleted_at, tags, ",
+    properties_column!()
+);
+
 /// The columns of [`Store::scan_raw`]: text columns in [`RawField::ORDER`], with the type
 /// at 4 (the provider follows from it); the last is the facts written under `facts` where
 /// there are such, else the properties (read from their table only for those rows).
@@ -1040,17 +1046,19 @@ impl Store for SqliteStore {
         let (limit, offset, order) = (q.limit, q.offset, q.order_by());
         let page_filter = resource_page_filter(q, &filter);
         let key = q.count_key();
+        let listed = ListedColumns::of(q);
+        let columns = listed.columns(LISTED_COLUMNS);
         self.read_listing("list_resources", move |conn, inner, generation| {
             let listing = Listing {
                 table: "resources",
-                columns: RESOURCE_COLUMNS,
+                columns: &columns,
                 order: &order,
                 key: Some("uid"),
                 page_filter: page_filter.as_deref(),
                 totals: Some((&inner.resource_counts, key, generation)),
             };
             listing.page(conn, &filter, args, limit, offset, |r| {
-                stored_resource_from_row(&mut { r })
+                stored_resource_from_row(&mut { r }, &listed)
             })
         })
         .await
@@ -1059,12 +1067,14 @@ impl Store for SqliteStore {
     async fn get_stored_resource(&self, key: &str) -> Result<Option<StoredResource>, StoreError> {
         let key = key.to_owned();
         self.read("get_resource", move |conn| {
+            let all = ListedColumns::default();
+            let columns = all.columns(LISTED_COLUMNS);
             let by_uid = collect(
                 conn,
-                &format!("SELECT {RESOURCE_COLUMNS} FROM resources WHERE uid = ?1"),
+                &format!("SELECT {columns} FROM resources WHERE uid = ?1"),
                 params![key],
                 1,
-                |r| stored_resource_from_row(&mut { r }),
+                |r| stored_resource_from_row(&mut { r }, &all),
             )?;
             if let Some(r) = by_uid.into_iter().next() {
                 return Ok(Some(r));
@@ -1072,12 +1082,12 @@ impl Store for SqliteStore {
             let mut by_id = collect(
                 conn,
                 &format!(
-                    "SELECT {RESOURCE_COLUMNS} FROM resources \
+                    "SELECT {columns} FROM resources \
                      WHERE id = ?1 AND +deleted_at IS NULL LIMIT 2"
                 ),
                 params![key],
                 2,
-                |r| stored_resource_from_row(&mut { r }),
+                |r| stored_resource_from_row(&mut { r }, &all),
             )?;
             Ok(if by_id.len() == 1 { by_id.pop() } else { None })
         })
