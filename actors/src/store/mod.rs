@@ -894,16 +894,18 @@ pub(crate) fn stored_resource_from_row(
     listed: &ListedColumns,
 ) -> Result<StoredResource, StoreError> {
     let uid = row.take_text(0)?;
+    // the open columns follow the first ten, in the order `ListedColumns::columns` adds them
+    let mut next_open = 10;
     let region = match &listed.region {
         Some(region) => region.clone(),
-        None => row.take_text(10)?,
+        None => {
+            next_open += 1;
+            row.take_text(next_open - 1)?
+        }
     };
     let rtype = match listed.rtype {
         Some(rtype) => rtype,
-        None => stored_type(
-            &uid,
-            row.text(if listed.region.is_none() { 11 } else { 10 })?,
-        )?,
+        None => stored_type(&uid, row.text(next_open)?)?,
     };
     let json = |text: String, what: &str| -> Result<Box<RawValue>, StoreError> {
         RawValue::from_string(text)
