@@ -179,6 +179,22 @@ async fn resource_total(
 /// The stored-text read path answers what the decoded one does: each resource serialises
 /// to the same JSON (its properties byte for byte as `serde_json` wrote them), decodes to
 /// the resource stored, and one resource's findings are those its listing holds.
+/// [`Store::list_resources_json`] of `q` is the page of [`Store::list_stored_resources`],
+/// each resource serialised, joined by commas.
+async fn json_page_is_the_stored_page(store: &SharedStore, q: &ResourceQuery) {
+    let stored = store.list_stored_resources(q).await.expect("list stored");
+    let page = store.list_resources_json(q).await.expect("list json");
+    assert_eq!(page.total, stored.total, "{q:?}");
+    assert_eq!(page.items, stored.items.len(), "{q:?}");
+    let joined = stored
+        .items
+        .iter()
+        .map(|r| serde_json::to_string(r).expect("encode"))
+        .collect::<Vec<_>>()
+        .join(",");
+    assert_eq!(String::from_utf8_lossy(&page.json), joined, "{q:?}");
+}
+
 pub async fn stored_resources_read_as_resources_do(store: SharedStore) {
     let cloud = fresh_cloud("stored");
     let mut batch = Vec::new();
@@ -197,6 +213,7 @@ pub async fn stored_resources_read_as_resources_do(store: SharedStore) {
             at(1),
         );
         if n == 1 {
+            r.name = "quote \" backslash \\ newline \n bell \u{7} é 😀 </script>".into();
             r.properties = json!({"big": 12345678901234567u64, "neg": -7, "f": 0.1,
                 "e": 1.5e300, "s": "tab\tquote\"é😀", "empty": {}, "list": [[], {}, null]});
         }
@@ -251,7 +268,17 @@ pub async fn stored_resources_read_as_resources_do(store: SharedStore) {
             .expect("list fixed");
         assert_eq!(page.total, 5, "{fixed:?}");
         assert_eq!(encoded(&page.items), encoded(&stored.items), "{fixed:?}");
+        json_page_is_the_stored_page(&store, &fixed).await;
     }
+    json_page_is_the_stored_page(&store, &query).await;
+    let deepest_first = ResourceQuery {
+        order: ResourceOrder::Name,
+        descending: true,
+        limit: 2,
+        offset: 1,
+        ..query.clone()
+    };
+    json_page_is_the_stored_page(&store, &deepest_first).await;
     let one = &batch[1];
     for key in [one.uid.as_str(), one.id.as_str()] {
         let got = store

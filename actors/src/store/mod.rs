@@ -61,6 +61,18 @@ pub struct Page<T> {
     pub items: Vec<T>,
 }
 
+/// A page of resources as the API's JSON (see [`Store::list_resources_json`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct JsonPage {
+    /// Matches of the filters in all pages.
+    pub total: u64,
+    /// Resources on this page.
+    pub items: usize,
+    /// The resources, each an object as its [`StoredResource`] serialises, joined by
+    /// commas: the inside of a JSON array.
+    pub json: Vec<u8>,
+}
+
 impl Page<StoredResource> {
     /// The page with its resources decoded.
     pub(crate) fn decode(self) -> Result<Page<Resource>, StoreError> {
@@ -852,6 +864,10 @@ pub(crate) fn resource_from_row(row: &impl StoredRow) -> Result<Resource, StoreE
     })
 }
 
+/// Bytes of a resource's JSON besides its tags and properties (keys, ids, times): what a
+/// page's buffer is sized by, so that it is not copied as it grows.
+pub(crate) const RESOURCE_JSON_OVERHEAD: usize = 384;
+
 /// What a resource listing's filters fix to one value: columns its rows need not carry.
 /// A stored resource is read from [`ListedColumns::columns`]: ten columns (uid, cloud,
 /// account, id, name, first_seen, last_seen, deleted_at, tags, properties), then the region
@@ -931,6 +947,126 @@ pub(crate) fn stored_resource_from_row(
             .map(|v| time_from_ms(v, "deleted_at"))
             .transpose()?,
     })
+}
+
+/// A row of [`ListedColumns::columns`] appended to `out` as the API's JSON for the resource:
+/// byte for byte what the [`StoredResource`] of the row serialises to, without building
+/// one. The tags and properties are copied as stored: checked to be JSON first, unless
+/// `json_guaranteed` (the store's own constraints refuse anything else).
+pub(crate) fn write_listed_json(
+    row: &impl StoredRow,
+    listed: &ListedColumns,
+    json_guaranteed: bool,
+    out: &mut Vec<u8>,
+) -> Result<(), StoreError> {
+    let uid = row.text(0)?;
+    // the open columns follow the first ten, in the order `ListedColumns::columns` adds them
+    let mut next_open = 10;
+    let region = match &listed.region {
+        Some(region) => region.as_str(),
+        None => {
+            next_open += 1;
+            row.text(next_open - 1)?
+        }
+    };
+    let rtype = match listed.rtype {
+        Some(rtype) => rtype,
+        None => stored_type(uid, row.text(next_open)?)?,
+    };
+    let json = |idx: usize, what: &str| -> Result<&str, StoreError> {
+        let text = row.text(idx)?;
+        if json_guaranteed {
+            // as `RawValue` holds it: without surrounding whitespace
+            Ok(text.trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r')))
+        } else {
+            serde_json::from_str::<&RawValue>(text)
+                .map(RawValue::get)
+                .map_err(|e| StoreError::Corrupt(format!("resource {uid}: {what}: {e}")))
+        }
+    };
+    let (tags, properties) = (json(8, "tags")?, json(9, "properties")?);
+    let first_seen = time_from_ms(row.int(5)?, "first_seen")?;
+    let last_seen = time_from_ms(row.int(6)?, "last_seen")?;
+    let deleted_at = row
+        .opt_int(7)?
+        .map(|v| time_from_ms(v, "deleted_at"))
+        .transpose()?;
+
+    let mut put = |key: &[u8], value: JsonField<'_>| -> std::io::Result<()> {
+        out.extend_from_slice(key);
+        match value {
+            JsonField::Str(s) => serde_json::to_writer(&mut *out, s).map_err(std::io::Error::from),
+            JsonField::Raw(s) => {
+                out.extend_from_slice(s.as_bytes());
+                Ok(())
+            }
+            JsonField::Time(None) => {
+                out.extend_from_slice(b"null");
+                Ok(())
+            }
+            JsonField::Time(Some(t)) => {
+                let mut buf = [0u8; 24];
+                match ms_time::write(&t, &mut buf) {
+                    Some(text) => {
+                        out.push(b'"');
+                        out.extend_from_slice(text.as_bytes());
+                        out.push(b'"');
+                        Ok(())
+                    }
+                    None => serde_json::to_writer(&mut *out, &t).map_err(std::io::Error::from),
+                }
+            }
+        }
+    };
+    (|| {
+        put(b"{\"uid\":", JsonField::Str(uid))?;
+        put(b",\"cloud\":", JsonField::Str(row.text(1)?))?;
+        put(b",\"provider\":", JsonField::Str(rtype.provider().as_str()))?;
+        put(b",\"account\":", JsonField::Str(row.text(2)?))?;
+        put(b",\"region\":", JsonField::Str(region))?;
+        put(b",\"type\":", JsonField::Str(rtype.as_str()))?;
+        put(b",\"id\":", JsonField::Str(row.text(3)?))?;
+        put(b",\"name\":", JsonField::Str(row.text(4)?))?;
+        put(b",\"tags\":", JsonField::Raw(tags))?;
+        put(b",\"properties\":", JsonField::Raw(properties))?;
+        put(b",\"first_seen\":", JsonField::Time(Some(first_seen)))?;
+        put(b",\"last_seen\":", JsonField::Time(Some(last_seen)))?;
+        put(b",\"deleted_at\":", JsonField::Time(deleted_at))?;
+        put(b"}", JsonField::Raw(""))?;
+        Ok(())
+    })()
+    .map_err(|e: JsonWriteError| match e {
+        JsonWriteError::Store(e) => e,
+        JsonWriteError::Io(e) => StoreError::Query(format!("encode resource {uid}: {e}")),
+    })
+}
+
+/// One value [`write_listed_json`] writes.
+enum JsonField<'a> {
+    /// A string, quoted and escaped.
+    Str(&'a str),
+    /// JSON text, as it is.
+    Raw(&'a str),
+    /// A time as `ms_time` writes it, or null.
+    Time(Option<Timestamp>),
+}
+
+/// Why [`write_listed_json`] stopped: a column it could not read, or the writer.
+enum JsonWriteError {
+    Store(StoreError),
+    Io(std::io::Error),
+}
+
+impl From<StoreError> for JsonWriteError {
+    fn from(e: StoreError) -> Self {
+        JsonWriteError::Store(e)
+    }
+}
+
+impl From<std::io::Error> for JsonWriteError {
+    fn from(e: std::io::Error) -> Self {
+        JsonWriteError::Io(e)
+    }
 }
 
 /// A row of `insight, resource_uid, resource, resource_type, region, cloud, state,
@@ -1327,6 +1463,29 @@ pub trait Store: Send + Sync + 'static {
                 .collect::<Result<_, _>>()?,
         })
     }
+    /// [`Store::list_stored_resources`] as the API's JSON (see [`JsonPage`]): the default
+    /// encodes the stored resources; a backend may write them straight from its rows.
+    async fn list_resources_json(&self, query: &ResourceQuery) -> Result<JsonPage, StoreError> {
+        let page = self.list_stored_resources(query).await?;
+        let mut json = Vec::with_capacity(
+            page.items
+                .iter()
+                .map(|r| r.properties.get().len() + r.tags.get().len() + RESOURCE_JSON_OVERHEAD)
+                .sum(),
+        );
+        for (i, r) in page.items.iter().enumerate() {
+            if i > 0 {
+                json.push(b',');
+            }
+            serde_json::to_writer(&mut json, r)
+                .map_err(|e| StoreError::Query(format!("encode resource {}: {e}", r.uid)))?;
+        }
+        Ok(JsonPage {
+            total: page.total,
+            items: page.items.len(),
+            json,
+        })
+    }
     /// [`Store::get_resource`] with tags and properties as stored text.
     async fn get_stored_resource(&self, key: &str) -> Result<Option<StoredResource>, StoreError> {
         self.get_resource(key)
@@ -1639,5 +1798,173 @@ mod ms_time_tests {
         let mut out = Vec::new();
         ms_time::serialize_opt(&none, &mut serde_json::Serializer::new(&mut out)).expect("none");
         assert_eq!(out, b"null");
+    }
+}
+
+#[cfg(test)]
+mod listed_json_tests {
+    use super::*;
+
+    /// A row of [`ListedColumns::columns`] as text (`None` is NULL).
+    struct TextRow(Vec<Option<String>>);
+
+    impl StoredRow for TextRow {
+        fn text(&self, idx: usize) -> Result<&str, StoreError> {
+            match self.0.get(idx) {
+                Some(Some(text)) => Ok(text),
+                _ => Err(StoreError::Corrupt(format!("column {idx} is not text"))),
+            }
+        }
+
+        fn int(&self, idx: usize) -> Result<i64, StoreError> {
+            self.text(idx)?
+                .parse()
+                .map_err(|_| StoreError::Corrupt(format!("column {idx} is not an integer")))
+        }
+
+        fn opt_int(&self, idx: usize) -> Result<Option<i64>, StoreError> {
+            match self.0.get(idx) {
+                Some(None) => Ok(None),
+                _ => self.int(idx).map(Some),
+            }
+        }
+    }
+
+    /// The row `listed` reads of a resource, its tags and properties as `tags`/`properties`.
+    fn row_of(r: &Resource, listed: &ListedColumns, tags: &str, properties: &str) -> TextRow {
+        let mut columns: Vec<Option<String>> = vec![
+            Some(r.uid.as_str().to_owned()),
+            Some(r.cloud.as_str().to_owned()),
+            Some(r.account.clone()),
+            Some(r.id.clone()),
+            Some(r.name.clone()),
+            Some(r.first_seen.timestamp_millis().to_string()),
+            Some(r.last_seen.timestamp_millis().to_string()),
+            r.deleted_at.map(|t| t.timestamp_millis().to_string()),
+            Some(tags.to_owned()),
+            Some(properties.to_owned()),
+        ];
+        if listed.region.is_none() {
+            columns.push(Some(r.region.clone()));
+        }
+        if listed.rtype.is_none() {
+            columns.push(Some(r.rtype.as_str().to_owned()));
+        }
+        TextRow(columns)
+    }
+
+    fn written(
+        row: &TextRow,
+        listed: &ListedColumns,
+        guaranteed: bool,
+    ) -> Result<String, StoreError> {
+        let mut out = Vec::new();
+        write_listed_json(row, listed, guaranteed, &mut out)?;
+        Ok(String::from_utf8(out).expect("utf-8"))
+    }
+
+    fn resources() -> Vec<Resource> {
+        let cloud = CloudId("c-\"json\"".into());
+        let mut plain = Resource::harvested(
+            &cloud,
+            "123456789012",
+            "us-east-1",
+            ResourceType::AwsEc2Instance,
+            "i-1",
+            "name",
+            BTreeMap::new(),
+            serde_json::json!({"size": 1}),
+            chrono::DateTime::from_timestamp_millis(1_764_547_200_000).expect("time"),
+        );
+        let mut odd = plain.clone();
+        odd.uid = ResourceUid("u-odd".into());
+        odd.name = "quote \" backslash \\ newline \n tab \t nul \u{0} bell \u{7} é 😀 </".into();
+        odd.id = "arn:aws:s3:::b/ü".into();
+        odd.account = "acct\u{1f}".into();
+        odd.tags = BTreeMap::from([("k\"ey".to_owned(), "v\\al\n".to_owned())]);
+        odd.properties =
+            serde_json::json!({"s": "x\ty\"z", "n": [1.5, -2, null, true], "o": {}, "u": "😀"});
+        odd.first_seen = chrono::DateTime::from_timestamp_millis(1_764_547_200_123).expect("ms");
+        odd.last_seen = chrono::DateTime::from_timestamp_millis(-62_135_596_800_000 - 1)
+            .expect("before year 1");
+        odd.deleted_at =
+            Some(chrono::DateTime::from_timestamp_millis(253_402_300_800_000).expect("year 10000"));
+        plain.deleted_at = Some(plain.last_seen);
+        vec![plain, odd]
+    }
+
+    #[test]
+    fn a_listed_row_is_written_as_its_stored_resource_serialises() {
+        for r in resources() {
+            let stored = StoredResource::encode(&r).expect("encode");
+            let expected = serde_json::to_string(&stored).expect("serde");
+            for listed in [
+                ListedColumns::default(),
+                ListedColumns {
+                    rtype: Some(r.rtype),
+                    region: None,
+                },
+                ListedColumns {
+                    rtype: None,
+                    region: Some(r.region.clone()),
+                },
+                ListedColumns::of(&ResourceQuery {
+                    rtype: Some(r.rtype),
+                    region: Some(r.region.clone()),
+                    ..ResourceQuery::default()
+                }),
+            ] {
+                let row = row_of(&r, &listed, stored.tags.get(), stored.properties.get());
+                for guaranteed in [false, true] {
+                    assert_eq!(
+                        written(&row, &listed, guaranteed).expect("written"),
+                        expected,
+                        "{} {listed:?} guaranteed {guaranteed}",
+                        r.uid
+                    );
+                }
+                // JSON stored with whitespace around it is written as RawValue holds it
+                let spaced = row_of(&r, &listed, " {} \n", "\t{\"a\": 1} ");
+                for guaranteed in [false, true] {
+                    let text = written(&spaced, &listed, guaranteed).expect("spaced");
+                    assert!(
+                        text.contains(r#""tags":{},"properties":{"a": 1},"#),
+                        "{text}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn text_that_is_not_json_is_refused_unless_guaranteed() {
+        let r = &resources()[0];
+        let listed = ListedColumns::default();
+        for (tags, properties, what) in [
+            ("{}", r#"{"cut": "#, "properties"),
+            ("{} {}", "{}", "tags"),
+            ("", "{}", "tags"),
+        ] {
+            let row = row_of(r, &listed, tags, properties);
+            match written(&row, &listed, false) {
+                Err(StoreError::Corrupt(m)) => {
+                    assert!(m.contains(r.uid.as_str()) && m.contains(what), "{m}");
+                }
+                other => panic!("{tags:?} {properties:?}: {other:?}"),
+            }
+        }
+        // a row with a type this build does not know, or a bad time, is refused either way
+        let mut row = row_of(r, &listed, "{}", "{}");
+        row.0[11] = Some("aws.no.such".into());
+        assert!(matches!(
+            written(&row, &listed, true),
+            Err(StoreError::Corrupt(_))
+        ));
+        let mut row = row_of(r, &listed, "{}", "{}");
+        row.0[5] = Some(i64::MAX.to_string());
+        assert!(matches!(
+            written(&row, &listed, true),
+            Err(StoreError::Corrupt(_))
+        ));
     }
 }

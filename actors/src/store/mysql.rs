@@ -35,10 +35,21 @@ const MIGRATIONS: &[(i64, &str)] = &[
         4,
         include_str!("mysql/migrations/0004_resources_in_listing_order.sql"),
     ),
+    (
+        5,
+        include_str!("mysql/migrations/0005_resources_json_checked.sql"),
+    ),
 ];
 
 /// The schema version this build reads and writes.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
+
+/// How many of the CHECK constraints of schema 5 (stored tags and properties are JSON) the
+/// server keeps: both, or the store checks that text itself on every read.
+const JSON_CHECKS_SQL: &str = "SELECT COUNT(*) FROM information_schema.table_constraints \
+     WHERE table_schema = DATABASE() AND table_name = 'resources' \
+       AND constraint_type = 'CHECK' \
+       AND constraint_name IN ('resources_tags_json', 'resources_properties_json')";
 
 /// The server-wide lock [`migrate`] holds, so that two nodes never migrate at once.
 const MIGRATION_LOCK: &str = "palisade_migrate";
@@ -369,6 +380,17 @@ pub struct MysqlStore {
     resource_counts: CountCache,
     /// Totals of finding listings, per filter, for one generation of `findings`.
     finding_counts: CountCache,
+    /// The schema's constraints guarantee that stored tags and properties are JSON.
+    json_guaranteed: bool,
+}
+
+/// A page being read row by row: what the rows were folded into, how many, the table's
+/// generation they carried, and the first row that failed to decode.
+struct Folded<A> {
+    acc: A,
+    rows: usize,
+    generation: Option<u64>,
+    failed: Option<StoreError>,
 }
 
 /// Open the MySQL store a `mysql://user:pass@host:port/db` url names. The schema must be
@@ -392,10 +414,18 @@ pub async fn open(
                 Some(row) => usize::try_from(int(&row, 0)?).unwrap_or(CHUNK_BYTES_MAX),
                 None => CHUNK_BYTES_MAX,
             };
-            Ok((version, packet))
+            let json_checks = conn
+                .exec_first::<Row, _, _>(JSON_CHECKS_SQL, ())
+                .await
+                .ctx("read the resources' constraints")?;
+            let json_guaranteed = match json_checks {
+                Some(row) => int(&row, 0)? == 2,
+                None => false,
+            };
+            Ok((version, packet, json_guaranteed))
         })
         .await;
-    let (found, packet) = match checked {
+    let (found, packet, json_guaranteed) = match checked {
         Ok(v) => v,
         Err(e) => {
             store.close().await;
@@ -417,6 +447,10 @@ pub async fn open(
         });
     }
     store.chunk_bytes = (packet / 2).clamp(CHUNK_BYTES_MIN, CHUNK_BYTES_MAX);
+    store.json_guaranteed = json_guaranteed;
+    if !json_guaranteed {
+        info!("the server keeps no CHECK constraints: stored tags and properties are checked to be JSON on every read");
+    }
     if let Err(e) = store.seal_plaintext_credentials().await {
         store.close().await;
         return Err(e);
@@ -574,6 +608,7 @@ impl MysqlStore {
             cipher,
             resource_counts: CountCache::new(COUNT_CACHE_ENTRIES),
             finding_counts: CountCache::new(COUNT_CACHE_ENTRIES),
+            json_guaranteed: false,
         })
     }
 
@@ -745,12 +780,8 @@ impl MysqlStore {
         Ok(Page { total, items })
     }
 
-    /// A paged listing whose total is kept per generation of its table: the page and the
-    /// table's generation in one statement (one read view); the total from the
-    /// [`CountCache`] for that generation, or implied by a last page, or else counted
-    /// with the generation, again in one statement. No transaction: a kept total belongs
-    /// to exactly the rows the page was read from; a counted one is read just after the
-    /// page, and is the total of that moment.
+    /// A paged listing whose total is kept per generation of its table (see
+    /// [`MysqlStore::counted_fold`]), its rows decoded one by one into a page.
     #[allow(clippy::too_many_arguments)]
     async fn counted_page<T>(
         &self,
@@ -765,6 +796,46 @@ impl MysqlStore {
     ) -> Result<Page<T>, AttemptError>
     where
         T: Send + 'static,
+    {
+        let (total, items) = self
+            .counted_fold(
+                listing,
+                counted,
+                key,
+                filter,
+                args,
+                (limit, offset),
+                Vec::new,
+                |items: &mut Vec<T>, row: &mut Row| {
+                    items.push(decode(row)?);
+                    Ok(())
+                },
+            )
+            .await?;
+        Ok(Page { total, items })
+    }
+
+    /// A paged listing whose total is kept per generation of its table: the page and the
+    /// table's generation in one statement (one read view); the total from the
+    /// [`CountCache`] for that generation, or implied by a last page, or else counted
+    /// with the generation, again in one statement. No transaction: a kept total belongs
+    /// to exactly the rows the page was read from; a counted one is read just after the
+    /// page, and is the total of that moment. Each row is folded into what `start` makes
+    /// (a new one for each attempt); returns the total and the folded page.
+    #[allow(clippy::too_many_arguments)]
+    async fn counted_fold<A>(
+        &self,
+        listing: &Listing<'_>,
+        counted: Counted,
+        key: &str,
+        filter: &str,
+        args: &[Value],
+        (limit, offset): (u32, u64),
+        start: impl Fn() -> A,
+        fold: impl Fn(&mut A, &mut Row) -> Result<(), StoreError> + Send + Sync,
+    ) -> Result<(u64, A), AttemptError>
+    where
+        A: Send + 'static,
     {
         let cache = match counted {
             Counted::Resources => &self.resource_counts,
@@ -781,21 +852,38 @@ impl MysqlStore {
         page_args.push(Value::Int(i64::try_from(offset).unwrap_or(i64::MAX)));
 
         let mut conn = self.conn().await?;
-        let rows = conn
-            .exec_map(page_sql, page_args, |mut row: Row| {
-                let generation = opt_int(&row, row.len().saturating_sub(1))?;
-                Ok::<_, StoreError>((decode(&mut row)?, generation))
+        let folded = Folded {
+            acc: start(),
+            rows: 0,
+            generation: None,
+            failed: None,
+        };
+        let Folded {
+            acc,
+            rows,
+            mut generation,
+            failed,
+        } = conn
+            .exec_fold(page_sql, page_args, folded, |mut folded, mut row: Row| {
+                if folded.failed.is_none() {
+                    let step = opt_int(&row, row.len().saturating_sub(1))
+                        .and_then(|g| fold(&mut folded.acc, &mut row).map(|()| g));
+                    match step {
+                        Ok(g) => {
+                            folded.rows += 1;
+                            folded.generation = g.and_then(|g| u64::try_from(g).ok());
+                        }
+                        Err(e) => folded.failed = Some(e),
+                    }
+                }
+                folded
             })
             .await
             .ctx("list")?;
-        let mut items = Vec::with_capacity(rows.len());
-        let mut generation = None;
-        for row in rows {
-            let (item, g) = row?;
-            generation = g.and_then(|g| u64::try_from(g).ok());
-            items.push(item);
+        if let Some(e) = failed {
+            return Err(e.into());
         }
-        let (total, source) = match total_of_last_page(offset, limit, items.len()) {
+        let (total, source) = match total_of_last_page(offset, limit, rows) {
             Some(n) => (n, TotalSource::Page),
             None => match generation.and_then(|g| cache.get(g, key)) {
                 Some(n) => (n, TotalSource::Cache),
@@ -825,7 +913,7 @@ impl MysqlStore {
         if let (Some(g), TotalSource::Page | TotalSource::Count) = (generation, source) {
             cache.put(g, key, total);
         }
-        Ok(Page { total, items })
+        Ok((total, acc))
     }
 
     async fn try_upsert_resources(&self, chunks: &[Chunk]) -> Result<(), AttemptError> {
@@ -969,6 +1057,59 @@ struct Listing<'a> {
     /// The table's key, to choose the page on it first (see [`page_sql`]).
     key: Option<&'a str>,
 }
+
+/// How a resource listing is read: its filter, order, columns and count-cache key.
+struct ResourceListing {
+    filter: String,
+    args: Vec<Value>,
+    order: String,
+    columns: String,
+    /// Read straight from the table in its order, not chosen on keys first.
+    near: bool,
+    key: String,
+    listed: ListedColumns,
+}
+
+impl ResourceListing {
+    fn of(q: &ResourceQuery) -> ResourceListing {
+        let (filter, args) = resource_filter(q);
+        // A near page in an index's own order reads its rows straight from the table
+        // (clustered in listing order) or the index: the page chosen on keys first (see
+        // `page_sql`) costs the server a temporary table, a sort of the page and a lookup
+        // per row, which for the first pages is more than the rows it skips. Measured on
+        // MariaDB 10.11, 100k resources, one type and region: the straight read costs 0.28
+        // of the key-first form at offset 100, 0.73 at offset 1200, and the same at 2500.
+        // A page of one cloud comes through `resources_cloud_live_type_region`, a lookup per
+        // row: there the key-first form wins from an offset of about 300.
+        let deepest = if q.cloud.is_some() {
+            NEAR_CLOUD_PAGE_OFFSET_MAX
+        } else {
+            NEAR_PAGE_OFFSET_MAX
+        };
+        let listed = ListedColumns::of(q);
+        ResourceListing {
+            filter,
+            args,
+            order: q.order_by(),
+            columns: listed.columns(LISTED_COLUMNS),
+            near: q.live_in_index_order() && q.offset <= deepest,
+            key: q.count_key(),
+            listed,
+        }
+    }
+
+    fn listing(&self) -> Listing<'_> {
+        Listing {
+            table: "resources",
+            columns: &self.columns,
+            order: &self.order,
+            key: (!self.near).then_some("uid"),
+        }
+    }
+}
+
+/// Bytes a listed resource's JSON is expected to take, to size a page's buffer up front.
+const LISTED_JSON_BYTES_HINT: usize = 640;
 
 /// One row's parameters and their size in bytes.
 struct EncodedRow {
@@ -1409,45 +1550,60 @@ impl Store for MysqlStore {
         &self,
         q: &ResourceQuery,
     ) -> Result<Page<StoredResource>, StoreError> {
-        let (filter, args) = resource_filter(q);
-        let order = q.order_by();
-        // A near page in an index's own order reads its rows straight from the table
-        // (clustered in listing order) or the index: the page chosen on keys first (see
-        // `page_sql`) costs the server a temporary table, a sort of the page and a lookup
-        // per row, which for the first pages is more than the rows it skips. Measured on
-        // MariaDB 10.11, 100k resources, one type and region: the straight read costs 0.28
-        // of the key-first form at offset 100, 0.73 at offset 1200, and the same at 2500.
-        // A page of one cloud comes through `resources_cloud_live_type_region`, a lookup per
-        // row: there the key-first form wins from an offset of about 300.
-        let deepest = if q.cloud.is_some() {
-            NEAR_CLOUD_PAGE_OFFSET_MAX
-        } else {
-            NEAR_PAGE_OFFSET_MAX
-        };
-        let near = q.live_in_index_order() && q.offset <= deepest;
-        let listed = ListedColumns::of(q);
-        let columns = listed.columns(LISTED_COLUMNS);
-        let listing = Listing {
-            table: "resources",
-            columns: &columns,
-            order: &order,
-            key: (!near).then_some("uid"),
-        };
-        let key = q.count_key();
-        let (listing, filter, args, key, listed) = (&listing, &filter, &args, &key, &listed);
+        let plan = &ResourceListing::of(q);
+        let listing = &plan.listing();
         self.run("list_resources", move || {
             self.counted_page(
                 listing,
                 Counted::Resources,
-                key,
-                filter,
-                args,
+                &plan.key,
+                &plan.filter,
+                &plan.args,
                 q.limit,
                 q.offset,
-                |row: &mut Row| stored_resource_from_row(row, listed),
+                |row: &mut Row| stored_resource_from_row(row, &plan.listed),
             )
         })
         .await
+    }
+
+    /// Each row written as JSON as it arrives (see [`write_listed_json`]); tags and
+    /// properties are not checked again where the schema's constraints guarantee them.
+    async fn list_resources_json(&self, q: &ResourceQuery) -> Result<JsonPage, StoreError> {
+        let plan = &ResourceListing::of(q);
+        let listing = &plan.listing();
+        let (total, page) = self
+            .run("list_resources", move || {
+                self.counted_fold(
+                    listing,
+                    Counted::Resources,
+                    &plan.key,
+                    &plan.filter,
+                    &plan.args,
+                    (q.limit, q.offset),
+                    || JsonPage {
+                        json: Vec::with_capacity(
+                            usize::try_from(q.limit).unwrap_or(0) * LISTED_JSON_BYTES_HINT,
+                        ),
+                        ..JsonPage::default()
+                    },
+                    |page: &mut JsonPage, row: &mut Row| {
+                        if page.items > 0 {
+                            page.json.push(b',');
+                        }
+                        write_listed_json(
+                            &*row,
+                            &plan.listed,
+                            self.json_guaranteed,
+                            &mut page.json,
+                        )?;
+                        page.items += 1;
+                        Ok(())
+                    },
+                )
+            })
+            .await?;
+        Ok(JsonPage { total, ..page })
     }
 
     async fn get_stored_resource(&self, key: &str) -> Result<Option<StoredResource>, StoreError> {
@@ -2254,8 +2410,9 @@ mod tests {
         // 0001: clouds, resources, findings, compliance_runs;
         // 0002: users, api_keys, sessions, audit_log;
         // 0003: store_generations and its two rows;
-        // 0004: the rebuild of resources, chosen, prepared, run and released
-        assert_eq!(per_migration, vec![4, 4, 2, 4]);
+        // 0004: the rebuild of resources, chosen, prepared, run and released;
+        // 0005: the JSON checks of resources, the same way
+        assert_eq!(per_migration, vec![4, 4, 2, 4, 4]);
         let all: Vec<String> = MIGRATIONS
             .iter()
             .flat_map(|(_, sql)| statements(sql))
@@ -2474,6 +2631,15 @@ mod tests {
             index_columns(&mut admin, "PRIMARY").await,
             ["rtype", "region", "id", "uid"]
         );
+        // 0005's checks are in place, once: its statements again change nothing
+        for statement in statements(MIGRATIONS[4].1) {
+            admin.query_drop(statement).await.expect("0005 again");
+        }
+        let checks: Option<u64> = admin
+            .query_first(JSON_CHECKS_SQL)
+            .await
+            .expect("count the checks");
+        assert_eq!(checks, Some(2));
         admin.disconnect().await.expect("disconnect");
 
         let store = crate::store::open(&db.url).await.expect("open");
@@ -2505,6 +2671,77 @@ mod tests {
             .await
             .expect("count");
         assert_eq!(n, Some(3));
+    }
+
+    /// Set resource `uid`'s properties to `text` behind the store's back.
+    async fn set_properties(admin: &mut Conn, uid: &str, text: &str) -> mysql_async::Result<()> {
+        admin
+            .exec_drop(
+                "UPDATE resources SET properties = ? WHERE uid = ?",
+                (text, uid),
+            )
+            .await
+    }
+
+    #[tokio::test]
+    async fn stored_json_is_checked_by_the_server_or_else_on_every_read() {
+        let db = TestDb::migrated("jsoncheck").await;
+        let cloud = fresh_cloud("jsoncheck");
+        let r = resource(
+            &cloud,
+            ResourceType::AwsEc2Instance,
+            "us-east-1",
+            "i-json",
+            &[("env", "prod")],
+            at(1),
+        );
+        let query = ResourceQuery {
+            cloud: Some(cloud.clone()),
+            limit: 10,
+            ..ResourceQuery::default()
+        };
+        let store = open(&db.url).await.expect("open");
+        store
+            .upsert_resources(vec![r.clone()])
+            .await
+            .expect("upsert");
+        let good = store.list_resources_json(&query).await.expect("list");
+        assert_eq!(good.items, 1);
+
+        // schema 5: the server refuses text that is not JSON, and the row stays as it was
+        let mut admin = db.admin().await;
+        let refused = set_properties(&mut admin, r.uid.as_str(), r#"{"cut": "#).await;
+        assert!(
+            refused.is_err(),
+            "the server took properties that are not JSON"
+        );
+        assert_eq!(store.list_resources_json(&query).await.expect("list"), good);
+
+        // a server that keeps no such constraint (MySQL before 8.0.16): the store finds
+        // none when it opens, and a row that is not JSON is refused on read, by its uid
+        admin
+            .query_drop(
+                "ALTER TABLE resources DROP CONSTRAINT resources_tags_json, \
+                 DROP CONSTRAINT resources_properties_json",
+            )
+            .await
+            .expect("drop the checks");
+        set_properties(&mut admin, r.uid.as_str(), r#"{"cut": "#)
+            .await
+            .expect("no check now");
+        admin.disconnect().await.expect("disconnect");
+        let unchecked = open(&db.url).await.expect("open without checks");
+        let err = unchecked
+            .list_resources_json(&query)
+            .await
+            .expect_err("properties that are not JSON");
+        assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+        assert!(err.to_string().contains(r.uid.as_str()), "{err}");
+        let err = unchecked
+            .list_stored_resources(&query)
+            .await
+            .expect_err("the same through the stored listing");
+        assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
     }
 
     #[tokio::test]
