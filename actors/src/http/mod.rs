@@ -72,7 +72,7 @@ pub struct ApiState {
 }
 
 /// Bind the interface server on `addr` with `workers` threads (at least one; each runs the
-/// whole application, and they share [`ApiState`]) and return it without awaiting it:
+/// whole application on [`ApiState`], its store the thread's [`crate::store::for_worker`]) and return it without awaiting it:
 /// the caller awaits the [`Server`] (it resolves when the server stops) and stops it
 /// gracefully through `server.handle().stop(true)`. The server does not listen for
 /// signals itself; the supervisor owns SIGTERM/SIGINT.
@@ -81,12 +81,19 @@ pub fn bind(
     workers: usize,
     state: ApiState,
 ) -> std::io::Result<Server> {
-    let server = HttpServer::new(move || app(state.clone()))
-        .workers(workers.max(1))
-        .disable_signals()
-        .shutdown_timeout(5)
-        .bind(addr)?
-        .run();
+    let workers = workers.max(1);
+    // the factory runs on each worker thread: each gets its own handle on the store
+    let server = HttpServer::new(move || {
+        app(ApiState {
+            store: crate::store::for_worker(&state.store, workers),
+            ..state.clone()
+        })
+    })
+    .workers(workers)
+    .disable_signals()
+    .shutdown_timeout(5)
+    .bind(addr)?
+    .run();
     Ok(server)
 }
 

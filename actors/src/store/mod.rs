@@ -149,7 +149,12 @@ mod ms_time {
         if nanos >= 1_000_000_000 || !nanos.is_multiple_of(1_000_000) {
             return None;
         }
-        let ms = t.timestamp_millis();
+        write_ms(t.timestamp_millis(), buf)
+    }
+
+    /// The text of the time `ms` milliseconds from the epoch in `buf`, when it is in years
+    /// 0 to 9999: what [`write`] writes for that time, without making one.
+    pub(super) fn write_ms(ms: i64, buf: &mut [u8; 24]) -> Option<&str> {
         let (days, ms_of_day) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
         let (year, month, day) = civil_from_days(days);
         if !(0..=9999).contains(&year) {
@@ -985,38 +990,28 @@ pub(crate) fn write_listed_json(
         }
     };
     let (tags, properties) = (json(8, "tags")?, json(9, "properties")?);
-    let first_seen = time_from_ms(row.int(5)?, "first_seen")?;
-    let last_seen = time_from_ms(row.int(6)?, "last_seen")?;
-    let deleted_at = row
-        .opt_int(7)?
-        .map(|v| time_from_ms(v, "deleted_at"))
-        .transpose()?;
+    let (first_seen, last_seen, deleted_at) = (row.int(5)?, row.int(6)?, row.opt_int(7)?);
 
-    let mut put = |key: &[u8], value: JsonField<'_>| -> std::io::Result<()> {
+    let mut put = |key: &[u8], value: JsonField<'_>| -> Result<(), JsonWriteError> {
         out.extend_from_slice(key);
         match value {
-            JsonField::Str(s) => serde_json::to_writer(&mut *out, s).map_err(std::io::Error::from),
-            JsonField::Raw(s) => {
-                out.extend_from_slice(s.as_bytes());
-                Ok(())
-            }
-            JsonField::Time(None) => {
-                out.extend_from_slice(b"null");
-                Ok(())
-            }
-            JsonField::Time(Some(t)) => {
+            JsonField::Str(s) => serde_json::to_writer(&mut *out, s)?,
+            JsonField::Raw(s) => out.extend_from_slice(s.as_bytes()),
+            JsonField::Time(None, _) => out.extend_from_slice(b"null"),
+            JsonField::Time(Some(ms), what) => {
                 let mut buf = [0u8; 24];
-                match ms_time::write(&t, &mut buf) {
+                match ms_time::write_ms(ms, &mut buf) {
                     Some(text) => {
                         out.push(b'"');
                         out.extend_from_slice(text.as_bytes());
                         out.push(b'"');
-                        Ok(())
                     }
-                    None => serde_json::to_writer(&mut *out, &t).map_err(std::io::Error::from),
+                    // outside years 0 to 9999: chrono's own text, if it is a time at all
+                    None => serde_json::to_writer(&mut *out, &time_from_ms(ms, what)?)?,
                 }
             }
         }
+        Ok(())
     };
     (|| {
         put(b"{\"uid\":", JsonField::Str(uid))?;
@@ -1029,15 +1024,23 @@ pub(crate) fn write_listed_json(
         put(b",\"name\":", JsonField::Str(row.text(4)?))?;
         put(b",\"tags\":", JsonField::Raw(tags))?;
         put(b",\"properties\":", JsonField::Raw(properties))?;
-        put(b",\"first_seen\":", JsonField::Time(Some(first_seen)))?;
-        put(b",\"last_seen\":", JsonField::Time(Some(last_seen)))?;
-        put(b",\"deleted_at\":", JsonField::Time(deleted_at))?;
-        put(b"}", JsonField::Raw(""))?;
-        Ok(())
+        put(
+            b",\"first_seen\":",
+            JsonField::Time(Some(first_seen), "first_seen"),
+        )?;
+        put(
+            b",\"last_seen\":",
+            JsonField::Time(Some(last_seen), "last_seen"),
+        )?;
+        put(
+            b",\"deleted_at\":",
+            JsonField::Time(deleted_at, "deleted_at"),
+        )?;
+        put(b"}", JsonField::Raw(""))
     })()
-    .map_err(|e: JsonWriteError| match e {
+    .map_err(|e| match e {
         JsonWriteError::Store(e) => e,
-        JsonWriteError::Io(e) => StoreError::Query(format!("encode resource {uid}: {e}")),
+        JsonWriteError::Json(e) => StoreError::Query(format!("encode resource {uid}: {e}")),
     })
 }
 
@@ -1047,14 +1050,15 @@ enum JsonField<'a> {
     Str(&'a str),
     /// JSON text, as it is.
     Raw(&'a str),
-    /// A time as `ms_time` writes it, or null.
-    Time(Option<Timestamp>),
+    /// A time in milliseconds since the epoch as `ms_time` writes it, or null; and what
+    /// the time is, for an error.
+    Time(Option<i64>, &'a str),
 }
 
-/// Why [`write_listed_json`] stopped: a column it could not read, or the writer.
+/// Why [`write_listed_json`] stopped: a column it could not read, or the encoder.
 enum JsonWriteError {
     Store(StoreError),
-    Io(std::io::Error),
+    Json(serde_json::Error),
 }
 
 impl From<StoreError> for JsonWriteError {
@@ -1063,9 +1067,9 @@ impl From<StoreError> for JsonWriteError {
     }
 }
 
-impl From<std::io::Error> for JsonWriteError {
-    fn from(e: std::io::Error) -> Self {
-        JsonWriteError::Io(e)
+impl From<serde_json::Error> for JsonWriteError {
+    fn from(e: serde_json::Error) -> Self {
+        JsonWriteError::Json(e)
     }
 }
 
@@ -1591,6 +1595,17 @@ pub trait Store: Send + Sync + 'static {
         let _ = entries;
     }
 
+    /// A handle on this store for one thread of the interface server, made on that thread:
+    /// the same data, count caches and settings, with what the backend keeps per thread
+    /// (MySQL: a connection pool of the thread's own, so that a connection given back
+    /// after a request is recycled on that thread instead of waking another), sharing the
+    /// node's bounds among the server's `workers` threads. None: use the store itself (see
+    /// [`for_worker`]).
+    fn worker_handle(&self, workers: usize) -> Option<SharedStore> {
+        let _ = workers;
+        None
+    }
+
     /// Cheap liveness check for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;
 
@@ -1636,6 +1651,14 @@ pub trait Store: Send + Sync + 'static {
 
 /// A shared store handle.
 pub type SharedStore = Arc<dyn Store>;
+
+/// The store for the calling thread of an interface server of `workers` threads: its
+/// [`Store::worker_handle`], or the store itself.
+pub fn for_worker(store: &SharedStore, workers: usize) -> SharedStore {
+    store
+        .worker_handle(workers)
+        .unwrap_or_else(|| store.clone())
+}
 
 /// Open the store a `store.url` names, sealing and opening cloud credentials with
 /// `cipher` (see [`CredentialsCipher::for_store`]). SQLite migrates on open; MySQL refuses
