@@ -6,7 +6,8 @@
 //! compliance run so resources carry findings), starting `palisade run` on it with a
 //! bootstrap API key (recurring work off), and running `wrk --latency` three times on each
 //! URL; prints the median run's requests/s and latency p50/p99 beside the targets (p99 <
-//! 20 ms, >= 5k requests/s), and the range of requests/s over the runs.
+//! 20 ms, >= 5k requests/s), the range of requests/s over the runs, and the CPU time per
+//! request of the daemon and of a local MySQL server in the median run.
 //! The list's `total` is counted once and then answered from the node's count cache (the
 //! store does not change during a run), so the list is run a second time on a daemon with
 //! `store.count_cache_entries = 0`: the figure of a listing that counts every time, as the
@@ -120,12 +121,14 @@ fn bench(
     let sample = rt.block_on(seed(url, total))?;
     println!("seeded in {:.1} s", started.elapsed().as_secs_f64());
 
+    // the MySQL server's CPU is counted too when the store is MySQL on this machine
+    let server = url.starts_with("mysql:").then(mysql_server_pid).flatten();
     let (daemon, base, log) = start_daemon(palisade, dir, name, url, "256")?;
     let list =
         format!("{base}/v2/resources?type=aws.ec2.instance&region=us-east-1&limit=50&offset=100");
     let one = format!("{base}/v2/resources/{}", sample.uid);
     for (what, url) in [("list (filtered, one page)", &list), ("one resource", &one)] {
-        run_wrk(name, what, url)?;
+        run_wrk(name, what, url, daemon.0.id(), server)?;
     }
     let rss = std::fs::read_to_string(format!("/proc/{}/status", daemon.0.id()))
         .ok()
@@ -141,7 +144,13 @@ fn bench(
     let (daemon, base, _) = start_daemon(palisade, dir, name, url, "0")?;
     let list =
         format!("{base}/v2/resources?type=aws.ec2.instance&region=us-east-1&limit=50&offset=100");
-    run_wrk(name, "list, count cache off (a COUNT every time)", &list)?;
+    run_wrk(
+        name,
+        "list, count cache off (a COUNT every time)",
+        &list,
+        daemon.0.id(),
+        server,
+    )?;
     drop(daemon);
     Ok(())
 }
@@ -201,8 +210,11 @@ fn start_daemon(
 }
 
 /// Check that `url` answers 200, then run wrk on it [`WRK_RUNS`] times and print the
-/// figures of the median run, with the range of requests/s over all runs.
-fn run_wrk(name: &str, what: &str, url: &str) -> Result<()> {
+/// figures of the median run, with the range of requests/s over all runs, and the CPU time
+/// per request of the daemon and of the store's server (their pids; `server` is none for
+/// an embedded store): a figure that the other tenants of a shared VM disturb less than
+/// requests/s.
+fn run_wrk(name: &str, what: &str, url: &str, daemon: u32, server: Option<u32>) -> Result<()> {
     let check = ureq::get(url).set("Api-Key", API_KEY).call();
     match check {
         Ok(r) if r.status() == 200 => {}
@@ -210,7 +222,18 @@ fn run_wrk(name: &str, what: &str, url: &str) -> Result<()> {
         Err(e) => bail!("{what}: {url}: {e}"),
     }
     let mut runs = (0..WRK_RUNS)
-        .map(|_| wrk(url))
+        .map(|_| {
+            let before = (cpu_ticks(daemon), server.and_then(cpu_ticks));
+            let mut run = wrk(url)?;
+            let after = (cpu_ticks(daemon), server.and_then(cpu_ticks));
+            run.cpu_us = [(before.0, after.0), (before.1, after.1)].map(|ticks| match ticks {
+                (Some(b), Some(a)) if run.requests > 0 => {
+                    Some(a.saturating_sub(b) as f64 * 1e6 / TICKS_PER_SEC / run.requests as f64)
+                }
+                _ => None,
+            });
+            Ok(run)
+        })
         .collect::<Result<Vec<_>>>()?;
     runs.sort_by(|a, b| a.rps.total_cmp(&b.rps));
     let (low, high) = match (runs.first(), runs.last()) {
@@ -218,6 +241,7 @@ fn run_wrk(name: &str, what: &str, url: &str) -> Result<()> {
         _ => bail!("no wrk run"),
     };
     let figures = &runs[runs.len() / 2];
+    let us = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0} µs"));
     println!(
         "{name} {what}: {:.0} requests/s (median of {WRK_RUNS} runs, {low:.0}-{high:.0}), \
          p50 {:.2} ms, p99 {:.2} ms ({} connections, {} s each); \
@@ -230,7 +254,37 @@ fn run_wrk(name: &str, what: &str, url: &str) -> Result<()> {
         met(figures.p99_ms < 20.0),
         met(figures.rps >= 5000.0)
     );
+    println!(
+        "  CPU per request (that run): daemon {}, store server {}",
+        us(figures.cpu_us[0]),
+        us(figures.cpu_us[1])
+    );
     Ok(())
+}
+
+/// Clock ticks of /proc/PID/stat (USER_HZ, 100 on Linux).
+const TICKS_PER_SEC: f64 = 100.0;
+
+/// User and system CPU time of process `pid` so far, in clock ticks.
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // the command name may hold spaces: fields are counted after its closing parenthesis
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let (utime, stime) = (fields.get(11)?, fields.get(12)?);
+    Some(utime.parse::<u64>().ok()? + stime.parse::<u64>().ok()?)
+}
+
+/// The pid of a MySQL server running on this machine, if there is one.
+fn mysql_server_pid() -> Option<u32> {
+    let out = Command::new("pidof")
+        .args(["mariadbd", "mysqld"])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 fn met(ok: bool) -> &'static str {
@@ -243,8 +297,11 @@ fn met(ok: bool) -> &'static str {
 
 struct Wrk {
     rps: f64,
+    requests: u64,
     p50_ms: f64,
     p99_ms: f64,
+    /// CPU time per request of the daemon and of the MySQL server, when known.
+    cpu_us: [Option<f64>; 2],
 }
 
 /// `wrk --latency` on `url` with the API key; parses requests/s and the p50/p99 lines.
@@ -280,12 +337,20 @@ fn wrk(url: &str) -> Result<Wrk> {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse::<f64>().ok())
         .context("wrk printed no Requests/sec")?;
+    let requests = text
+        .lines()
+        .find(|l| l.contains(" requests in "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|v| v.parse::<u64>().ok())
+        .context("wrk printed no request count")?;
     let p50 = field("50%").context("wrk printed no p50")?;
     let p99 = field("99%").context("wrk printed no p99")?;
     Ok(Wrk {
         rps,
+        requests,
         p50_ms: millis(&p50)?,
         p99_ms: millis(&p99)?,
+        cpu_us: [None, None],
     })
 }
 
