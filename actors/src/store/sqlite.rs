@@ -365,6 +365,33 @@ fn seal_plaintext_credentials(
 }
 
 impl SqliteStore {
+    /// A resource listing by `q`, each row of [`ListedColumns::columns`] decoded by
+    /// `decode`.
+    async fn listed_page<T: Send + 'static>(
+        &self,
+        q: &ResourceQuery,
+        decode: fn(&Row<'_>, &ListedColumns) -> Result<T, StoreError>,
+    ) -> Result<Page<T>, StoreError> {
+        let (filter, args) = resource_filter(q);
+        let (limit, offset, order) = (q.limit, q.offset, q.order_by());
+        let page_filter = resource_page_filter(q, &filter);
+        let key = q.count_key();
+        let listed = ListedColumns::of(q);
+        let columns = listed.columns(LISTED_COLUMNS);
+        self.read_listing("list_resources", move |conn, inner, generation| {
+            let listing = Listing {
+                table: "resources",
+                columns: &columns,
+                order: &order,
+                key: Some("uid"),
+                page_filter: page_filter.as_deref(),
+                totals: Some((&inner.resource_counts, key, generation)),
+            };
+            listing.page(conn, &filter, args, limit, offset, |r| decode(r, &listed))
+        })
+        .await
+    }
+
     fn open_blocking(
         location: Location,
         cipher: Arc<crate::crypto::CredentialsCipher>,
@@ -1042,26 +1069,34 @@ impl Store for SqliteStore {
         &self,
         q: &ResourceQuery,
     ) -> Result<Page<StoredResource>, StoreError> {
-        let (filter, args) = resource_filter(q);
-        let (limit, offset, order) = (q.limit, q.offset, q.order_by());
-        let page_filter = resource_page_filter(q, &filter);
-        let key = q.count_key();
-        let listed = ListedColumns::of(q);
-        let columns = listed.columns(LISTED_COLUMNS);
-        self.read_listing("list_resources", move |conn, inner, generation| {
-            let listing = Listing {
-                table: "resources",
-                columns: &columns,
-                order: &order,
-                key: Some("uid"),
-                page_filter: page_filter.as_deref(),
-                totals: Some((&inner.resource_counts, key, generation)),
-            };
-            listing.page(conn, &filter, args, limit, offset, |r| {
-                stored_resource_from_row(&mut { r }, &listed)
-            })
+        self.listed_page(q, |row, listed| {
+            stored_resource_from_row(&mut { row }, listed)
         })
         .await
+    }
+
+    /// Each row written as the API's JSON (see [`write_listed_json`]), its tags and
+    /// properties checked to be JSON.
+    async fn list_resources_json(&self, q: &ResourceQuery) -> Result<JsonPage, StoreError> {
+        let page = self
+            .listed_page(q, |row, listed| {
+                let mut json = Vec::with_capacity(RESOURCE_JSON_OVERHEAD + 256);
+                write_listed_json(row, listed, false, &mut json)?;
+                Ok(json)
+            })
+            .await?;
+        let mut json = Vec::with_capacity(page.items.iter().map(|r| r.len() + 1).sum());
+        for (i, item) in page.items.iter().enumerate() {
+            if i > 0 {
+                json.push(b',');
+            }
+            json.extend_from_slice(item);
+        }
+        Ok(JsonPage {
+            total: page.total,
+            items: page.items.len(),
+            json,
+        })
     }
 
     async fn get_stored_resource(&self, key: &str) -> Result<Option<StoredResource>, StoreError> {
