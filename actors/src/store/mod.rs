@@ -893,6 +893,17 @@ impl ListedColumns {
         }
     }
 
+    /// Where a row of [`ListedColumns::columns`] holds its region and its type: after the
+    /// first ten, in the order `columns` adds them; none for one the listing fixes.
+    pub(crate) fn open_columns(&self) -> (Option<usize>, Option<usize>) {
+        let region = self.region.is_none().then_some(10);
+        let rtype = self
+            .rtype
+            .is_none()
+            .then_some(10 + usize::from(region.is_some()));
+        (region, rtype)
+    }
+
     /// The select list: `first_ten` (the ten columns above, in their order), then the
     /// open ones of region and type.
     pub(crate) fn columns(&self, first_ten: &str) -> String {
@@ -915,18 +926,14 @@ pub(crate) fn stored_resource_from_row(
     listed: &ListedColumns,
 ) -> Result<StoredResource, StoreError> {
     let uid = row.take_text(0)?;
-    // the open columns follow the first ten, in the order `ListedColumns::columns` adds them
-    let mut next_open = 10;
-    let region = match &listed.region {
-        Some(region) => region.clone(),
-        None => {
-            next_open += 1;
-            row.take_text(next_open - 1)?
-        }
+    let (region_at, rtype_at) = listed.open_columns();
+    let region = match (&listed.region, region_at) {
+        (Some(region), _) => region.clone(),
+        (None, at) => row.take_text(at.unwrap_or(10))?,
     };
-    let rtype = match listed.rtype {
-        Some(rtype) => rtype,
-        None => stored_type(&uid, row.text(next_open)?)?,
+    let rtype = match (listed.rtype, rtype_at) {
+        (Some(rtype), _) => rtype,
+        (None, at) => stored_type(&uid, row.text(at.unwrap_or(10))?)?,
     };
     let json = |text: String, what: &str| -> Result<Box<RawValue>, StoreError> {
         RawValue::from_string(text)
@@ -965,18 +972,14 @@ pub(crate) fn write_listed_json(
     out: &mut Vec<u8>,
 ) -> Result<(), StoreError> {
     let uid = row.text(0)?;
-    // the open columns follow the first ten, in the order `ListedColumns::columns` adds them
-    let mut next_open = 10;
-    let region = match &listed.region {
-        Some(region) => region.as_str(),
-        None => {
-            next_open += 1;
-            row.text(next_open - 1)?
-        }
+    let (region_at, rtype_at) = listed.open_columns();
+    let region = match (&listed.region, region_at) {
+        (Some(region), _) => region.as_str(),
+        (None, at) => row.text(at.unwrap_or(10))?,
     };
-    let rtype = match listed.rtype {
-        Some(rtype) => rtype,
-        None => stored_type(uid, row.text(next_open)?)?,
+    let rtype = match (listed.rtype, rtype_at) {
+        (Some(rtype), _) => rtype,
+        (None, at) => stored_type(uid, row.text(at.unwrap_or(10))?)?,
     };
     let json = |idx: usize, what: &str| -> Result<&str, StoreError> {
         let text = row.text(idx)?;
