@@ -72,7 +72,8 @@ pub struct ApiState {
 }
 
 /// Bind the interface server on `addr` with `workers` threads (at least one; each runs the
-/// whole application on [`ApiState`], its store the thread's [`crate::store::for_worker`]) and return it without awaiting it:
+/// whole application on [`ApiState`], with the thread's own handle on the store, see
+/// [`crate::store::for_worker`]) and return it without awaiting it:
 /// the caller awaits the [`Server`] (it resolves when the server stops) and stops it
 /// gracefully through `server.handle().stop(true)`. The server does not listen for
 /// signals itself; the supervisor owns SIGTERM/SIGINT.

@@ -102,17 +102,58 @@ pub(super) async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let query = params.query()?;
     let page = state.store.list_resources_json(&query).await?;
-    // The page's JSON around the store's items: `ListPage`'s fields in its order, which the
-    // contract test of the listing checks against `ListPage` itself.
-    let head = format!("{{\"total\":{},\"items\":[", page.total);
-    let tail = format!("],\"limit\":{},\"offset\":{}}}", query.limit, query.offset);
-    let mut body = Vec::with_capacity(head.len() + page.json.len() + tail.len());
-    body.extend_from_slice(head.as_bytes());
-    body.extend_from_slice(&page.json);
-    body.extend_from_slice(tail.as_bytes());
+    let paging = Paging {
+        limit: query.limit,
+        offset: query.offset,
+    };
     Ok(HttpResponse::Ok()
         .content_type(actix_web::http::header::ContentType::json())
-        .body(body))
+        .body(list_page_json(page.total, &page.json, paging)))
+}
+
+/// A [`ListPage`](super::paging::ListPage) as JSON around items that are JSON already (the
+/// inside of the array): the same text as serialising the page.
+fn list_page_json(total: u64, items: &[u8], paging: Paging) -> Vec<u8> {
+    let head = format!("{{\"total\":{total},\"items\":[");
+    let tail = format!(
+        "],\"limit\":{},\"offset\":{}}}",
+        paging.limit, paging.offset
+    );
+    let mut body = Vec::with_capacity(head.len() + items.len() + tail.len());
+    body.extend_from_slice(head.as_bytes());
+    body.extend_from_slice(items);
+    body.extend_from_slice(tail.as_bytes());
+    body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::paging::ListPage;
+    use super::*;
+
+    #[test]
+    fn a_page_around_its_json_items_is_the_serialised_list_page() {
+        let items = vec![
+            serde_json::json!({"uid": "a", "tags": {}}),
+            serde_json::json!({"uid": "b\"", "n": [1, null]}),
+        ];
+        for (total, items, limit, offset) in [
+            (0, vec![], 50, 0),
+            (2, items.clone(), 2, 0),
+            (u64::MAX, items, 1000, u64::MAX),
+        ] {
+            let paging = Paging { limit, offset };
+            let joined = items
+                .iter()
+                .map(|i| serde_json::to_string(i).expect("item"))
+                .collect::<Vec<_>>()
+                .join(",");
+            assert_eq!(
+                String::from_utf8(list_page_json(total, joined.as_bytes(), paging)).expect("utf-8"),
+                serde_json::to_string(&ListPage::new(total, items, paging)).expect("page"),
+            );
+        }
+    }
 }
 
 /// A resource with its findings, open and resolved.
