@@ -1,6 +1,7 @@
 //! `/v2/resources`: harvested resources, filtered and paged, and one resource with its
 //! findings. Tags and properties are answered as the store holds them, JSON text passed
-//! through ([`StoredResource`]), not parsed and encoded again.
+//! through, not parsed and encoded again: a page as the store writes it
+//! ([`crate::store::Store::list_resources_json`]), one resource as a [`StoredResource`].
 //!
 //! Must never: load more than one page of resources (or [`LIMIT_MAX`] findings) per request.
 

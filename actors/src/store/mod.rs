@@ -873,6 +873,10 @@ pub(crate) fn resource_from_row(row: &impl StoredRow) -> Result<Resource, StoreE
 /// page's buffer is sized by, so that it is not copied as it grows.
 pub(crate) const RESOURCE_JSON_OVERHEAD: usize = 384;
 
+/// Bytes a listed resource's JSON is expected to take, to size its buffer up front before
+/// its row is read: the overhead and small tags and properties.
+pub(crate) const LISTED_JSON_BYTES_HINT: usize = RESOURCE_JSON_OVERHEAD + 256;
+
 /// What a resource listing's filters fix to one value: columns its rows need not carry.
 /// A stored resource is read from [`ListedColumns::columns`]: ten columns (uid, cloud,
 /// account, id, name, first_seen, last_seen, deleted_at, tags, properties), then the region

@@ -1134,9 +1134,6 @@ impl ResourceListing {
     }
 }
 
-/// Bytes a listed resource's JSON is expected to take, to size a page's buffer up front.
-const LISTED_JSON_BYTES_HINT: usize = 640;
-
 /// One row's parameters and their size in bytes.
 struct EncodedRow {
     params: Vec<Value>,

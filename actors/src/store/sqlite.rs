@@ -1080,7 +1080,7 @@ impl Store for SqliteStore {
     async fn list_resources_json(&self, q: &ResourceQuery) -> Result<JsonPage, StoreError> {
         let page = self
             .listed_page(q, |row, listed| {
-                let mut json = Vec::with_capacity(RESOURCE_JSON_OVERHEAD + 256);
+                let mut json = Vec::with_capacity(LISTED_JSON_BYTES_HINT);
                 write_listed_json(row, listed, false, &mut json)?;
                 Ok(json)
             })
